@@ -1,0 +1,174 @@
+"""keras_gan's command line: `python cli.py train`, `python cli.py sample`.
+
+Each command maps its flags onto one library call; TensorFlow is imported only
+once a command runs, so `--help` and flag errors answer at once.
+"""
+
+import functools
+import os
+
+import click
+
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise here.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _one_line_errors(command):
+    """Turns bad input into `Error: <one line>` and exit code 1, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from keras_gan.callbacks import TrainingDivergedError
+        from keras_gan.errors import InputError
+
+        try:
+            return command(*args, **kwargs)
+        except (InputError, TrainingDivergedError) as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                "Interrupted; the last completed epoch is kept for --resume."
+            ) from None
+
+    return wrapper
+
+
+@click.group()
+def cli():
+    """Train generative adversarial networks and sample from their exports."""
+
+
+@cli.command()
+@click.option(
+    "--dataset",
+    default=None,
+    help="TFDS image dataset name, or 'digits' (scikit-learn's 8x8 digits, "
+    "offline).  [default: mnist]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(),
+    default=None,
+    help="Folder of MNIST-format IDX files (raw or .gz), e.g. "
+    "/usr/share/datasets/fashion-mnist; overrides --dataset.",
+)
+@click.option("--architecture", default=None, help="Network pair.  [default: mlp]")
+@click.option(
+    "--loss",
+    default=None,
+    help="Adversarial loss: non_saturating or minimax.  [default: non_saturating]",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Total epochs, counting those of a resumed run.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help="[default: 64]"
+)
+@click.option(
+    "--latent-dim", type=click.IntRange(min=1), default=None, help="[default: 100]"
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Adam learning rate of both players (beta_1=0.5).  [default: 0.0002]",
+)
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option(
+    "--steps-per-execution",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Training steps per compiled call.",
+)
+@click.option(
+    "--jit/--no-jit", default=True, show_default=True, help="Compile with XLA."
+)
+@click.option(
+    "--name",
+    default=None,
+    help="Run name: runs/<name>/ and saved_models/<name>/.  [default: the "
+    "dataset's name]",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue runs/<name> from its last epoch."
+)
+@click.option(
+    "--sample-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Write a sample grid every N epochs.",
+)
+@click.option(
+    "--export-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also export a version every N epochs (default: at the end only).",
+)
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path())
+@click.option(
+    "--export-dir", default="saved_models", show_default=True, type=click.Path()
+)
+@_one_line_errors
+def train(name, **flags):
+    """Train a GAN, write grids and logs to runs/<name>, export the generator."""
+    from keras_gan import runs
+
+    if name is None:
+        if flags["data_dir"]:
+            name = os.path.basename(os.path.normpath(flags["data_dir"]))
+        else:
+            name = flags["dataset"] or runs.MODEL_SETTINGS["dataset"]
+    result = runs.train(
+        name,
+        dataset=flags["dataset"],
+        data_dir=flags["data_dir"],
+        architecture=flags["architecture"],
+        loss=flags["loss"],
+        batch_size=flags["batch_size"],
+        latent_dim=flags["latent_dim"],
+        learning_rate=flags["learning_rate"],
+        seed=flags["seed"],
+        epochs=flags["epochs"],
+        steps_per_execution=flags["steps_per_execution"],
+        jit_compile=flags["jit"],
+        resume=flags["resume"],
+        runs_dir=flags["runs_dir"],
+        export_dir=flags["export_dir"],
+        sample_every=flags["sample_every"],
+        export_every=flags["export_every"],
+    )
+    click.echo(f"Trained {result.epochs_done} epochs in {result.seconds:.1f} s.")
+    click.echo(f"Run folder: {result.run_dir} (samples/, log.csv, tensorboard/)")
+    if result.export_path:
+        click.echo(f"Exported generator: {result.export_path}")
+
+
+@cli.command()
+@click.argument("saved_model_dir", type=click.Path())
+@click.option("--num-images", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--num-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows of the grid (default: as square as the number of images allows).",
+)
+@click.option("--output", type=click.Path(), default="grid.png", show_default=True)
+@_one_line_errors
+def sample(saved_model_dir, num_images, seed, num_rows, output):
+    """Write a grid of images from an exported generator (a version folder, or
+    a model's base folder to use its newest version)."""
+    from keras_gan import export
+
+    path = export.sample_grid(saved_model_dir, output, num_images, seed, num_rows)
+    click.echo(f"Wrote {path}")
+
+
+if __name__ == "__main__":
+    cli()

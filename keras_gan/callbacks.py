@@ -1,0 +1,191 @@
+"""Callbacks that act around training steps: sample grids, exports, guards."""
+
+import glob
+import math
+import os
+
+import keras
+import numpy as np
+
+from keras_gan import export
+from keras_gan import images
+from keras_gan import noise
+from keras_gan.errors import InputError
+from keras_gan.files import atomic_write
+from keras_gan.files import make_dirs
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced NaN or infinite losses."""
+
+
+def _check_gan(model, callback):
+    if not hasattr(model, "latent_dim") or not hasattr(model, "generator"):
+        raise InputError(
+            f"{callback} needs a keras_gan.GAN; received {type(model).__name__}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_gan")
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a grid of generated images every few epochs, and a GIF at the end.
+
+    The latents are drawn once from `seed`, so grids of successive epochs (and
+    of a resumed run) show the same points of latent space. Files:
+    `directory/epoch_0001.png`, ... and `directory/samples.gif`, the grids of
+    every epoch in the folder in order.
+
+    Args:
+        directory: folder of the PNG grids and the GIF.
+        num_rows: the grid is `num_rows x num_rows` images.
+        every_n_epochs: write a grid after every this many epochs.
+        seed: int seed of the fixed latents.
+
+    Example:
+
+    ```python
+    gan.fit(dataset, epochs=10, callbacks=[SampleGrid("runs/demo/samples")])
+    ```
+    """
+
+    def __init__(
+        self, directory, num_rows: int = 8, every_n_epochs: int = 1, seed: int = 0
+    ):
+        super().__init__()
+        if int(num_rows) < 1 or int(every_n_epochs) < 1:
+            raise InputError(
+                f"SampleGrid needs positive num_rows and every_n_epochs; received "
+                f"num_rows={num_rows}, every_n_epochs={every_n_epochs}."
+            )
+        self.directory = os.fspath(directory)
+        self.num_rows = int(num_rows)
+        self.every_n_epochs = int(every_n_epochs)
+        self.seed = int(seed)
+        self._latents = None
+
+    def on_train_begin(self, logs=None):
+        _check_gan(self.model, "SampleGrid")
+        make_dirs(self.directory)
+        self._latents = noise.latent_noise(
+            self.num_rows**2, self.model.latent_dim, self.seed
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs == 0:
+            self.write_grid(os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png"))
+
+    def on_train_end(self, logs=None):
+        grids = sorted(glob.glob(os.path.join(self.directory, "epoch_*.png")))
+        if grids:
+            from PIL import Image
+
+            frames = [np.asarray(Image.open(path)) for path in grids]
+            frames = [
+                frame[..., None] if frame.ndim == 2 else frame for frame in frames
+            ]
+            if len({frame.shape for frame in frames}) == 1:
+                atomic_write(
+                    os.path.join(self.directory, "samples.gif"),
+                    lambda path: images.save_gif(frames, path),
+                )
+
+    def write_grid(self, path) -> None:
+        """Writes the grid of the fixed latents, as the model makes them now."""
+        generated = self.model(self._latents, training=False)
+        grid = images.image_grid(generated, self.num_rows)
+        atomic_write(path, lambda staging: images.save_png(grid, staging))
+
+    def get_config(self):
+        return {
+            "directory": self.directory,
+            "num_rows": self.num_rows,
+            "every_n_epochs": self.every_n_epochs,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_gan")
+class GeneratorExporter(keras.callbacks.Callback):
+    """Exports the generator as a TF Serving SavedModel version.
+
+    Exports at the end of training and, if `every_n_epochs` is set, after every
+    that many epochs, each time as the next integer version under `directory`
+    (see `keras_gan.export.export_version`: atomic, earlier versions
+    untouched). A training run that raises exports nothing.
+
+    Args:
+        directory: the model's base path, e.g. `saved_models/<name>`.
+        every_n_epochs: also export after every this many epochs; `None` for
+            the end of training only.
+
+    Example:
+
+    ```python
+    gan.fit(dataset, epochs=10, callbacks=[GeneratorExporter("saved_models/demo")])
+    ```
+    """
+
+    def __init__(self, directory, every_n_epochs: int | None = None):
+        super().__init__()
+        if every_n_epochs is not None and int(every_n_epochs) < 1:
+            raise InputError(
+                f"GeneratorExporter needs every_n_epochs >= 1 or None; received "
+                f"{every_n_epochs}."
+            )
+        self.directory = os.fspath(directory)
+        self.every_n_epochs = every_n_epochs
+        self.exported = []
+        self._exported_epoch = None
+        self._epoch = None
+
+    def on_train_begin(self, logs=None):
+        _check_gan(self.model, "GeneratorExporter")
+        make_dirs(self.directory)
+        self._exported_epoch = None
+        self._epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.every_n_epochs and (epoch + 1) % self.every_n_epochs == 0:
+            self._export(epoch)
+
+    def on_train_end(self, logs=None):
+        if self._epoch is not None and self._exported_epoch != self._epoch:
+            self._export(self._epoch)
+
+    def _export(self, epoch):
+        path = export.export_version(self.model.generator, self.directory)
+        self.exported.append(path)
+        self._exported_epoch = epoch
+
+    def get_config(self):
+        return {"directory": self.directory, "every_n_epochs": self.every_n_epochs}
+
+
+@keras.saving.register_keras_serializable(package="keras_gan")
+class TerminateOnNonFinite(keras.callbacks.Callback):
+    """Stops training by raising `TrainingDivergedError` on a NaN or inf loss.
+
+    Unlike `keras.callbacks.TerminateOnNaN` it watches `d_loss` and `g_loss`,
+    and it raises: epoch-end and train-end callbacks then do not run, so no
+    checkpoint, grid or export is overwritten with a diverged model.
+
+    Args:
+        monitor: names of the logged values to watch.
+    """
+
+    def __init__(self, monitor=("d_loss", "g_loss")):
+        super().__init__()
+        self.monitor = tuple(monitor)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in self.monitor:
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingDivergedError(
+                    f"Training diverged: {name} is {float(value)} at batch {batch}; "
+                    f"try a lower learning rate. Nothing was saved for this epoch."
+                )
+
+    def get_config(self):
+        return {"monitor": list(self.monitor)}

@@ -1,0 +1,44 @@
+"""Writing outputs safely: folders checked up front, files replaced atomically."""
+
+import os
+import tempfile
+
+from keras_gan.errors import InputError
+
+
+def make_dirs(directory) -> str:
+    """Creates `directory` if needed and checks that it is writable.
+
+    Returns:
+        `directory`.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"Cannot create folder {directory}: {error.strerror}; expected a "
+            f"writable location."
+        ) from error
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"Folder {directory} is not writable; expected write access.")
+    return directory
+
+
+def atomic_write(path, write) -> None:
+    """Calls `write(staging_path)`, then renames the result onto `path`.
+
+    The staging file sits beside `path` with the same extension (Keras picks
+    the format from it), so the rename is atomic: readers see the old file or
+    the new one, never a torn one, and a failed write leaves the old file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, staging = tempfile.mkstemp(
+        dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1]
+    )
+    os.close(handle)
+    try:
+        write(staging)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)

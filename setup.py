@@ -1,0 +1,41 @@
+import pathlib
+import re
+
+from setuptools import find_packages
+from setuptools import setup
+
+here = pathlib.Path(__file__).parent
+version = re.search(
+    r'__version__ = "([^"]+)"', (here / "keras_gan" / "version.py").read_text()
+).group(1)
+
+setup(
+    name="keras-gan",
+    version=version,
+    description="Generative adversarial networks for Keras 3: fit, XLA, TF Serving.",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_gan", "keras_gan.*"]),
+    py_modules=["cli"],
+    python_requires=">=3.10",
+    install_requires=[
+        # Keras 3 arrives with TensorFlow 2.16; 3.15 has the safe_mode fixes
+        # and MultiOptimizer.
+        "tensorflow>=2.16",
+        "keras>=3.15",
+        "tensorflow-datasets>=4.9",
+        # TFDS downloads need it but do not declare it (seen with 4.9.10).
+        "importlib_resources>=6.0",
+        # TF 2.21 no longer installs TensorBoard; the TensorBoard callback needs it.
+        "tensorboard>=2.16",
+        "numpy>=1.26",
+        "click>=8.1",
+        "pillow>=10.0",
+        "scikit-learn>=1.3",
+    ],
+    extras_require={
+        "tests": ["pytest>=8.0", "ruff>=0.6"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+    },
+    entry_points={"console_scripts": ["keras-gan=cli:cli"]},
+)

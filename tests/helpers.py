@@ -1,0 +1,35 @@
+"""Small GANs and datasets shared by the tests: 8x8 images, tiny latents."""
+
+import numpy as np
+import tensorflow as tf
+
+import keras_gan
+
+IMAGE_SHAPE = (8, 8, 1)
+LATENT_DIM = 4
+
+
+def tiny_images(count=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (count, *IMAGE_SHAPE)).astype("float32")
+
+
+def tiny_dataset(count=16, batch_size=4, seed=0):
+    return tf.data.Dataset.from_tensor_slices(tiny_images(count, seed)).batch(
+        batch_size, drop_remainder=True
+    )
+
+
+def tiny_gan(seed=0, hidden_units=8):
+    generator = keras_gan.networks.mlp_generator(
+        LATENT_DIM, IMAGE_SHAPE, hidden_units=hidden_units
+    )
+    discriminator = keras_gan.networks.mlp_discriminator(
+        IMAGE_SHAPE, hidden_units=hidden_units
+    )
+    return keras_gan.GAN(generator, discriminator, latent_dim=LATENT_DIM, seed=seed)
+
+
+def copy_weights(source, target):
+    target.generator.set_weights(source.generator.get_weights())
+    target.discriminator.set_weights(source.discriminator.get_weights())
