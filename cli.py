@@ -4,13 +4,52 @@ Each command maps its flags onto one library call; TensorFlow is imported only
 once a command runs, so `--help` and flag errors answer at once.
 """
 
+import contextlib
 import functools
 import os
+import sys
+import tempfile
+import warnings
 
 import click
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) is noise here.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _native_start_up_logs_hidden():
+    """Hides what TensorFlow's C++ side prints while it loads and finds devices.
+
+    Those lines (oneDNN notices, CUDA probing on a CPU machine) are written
+    before absl logging is configured, so no environment variable silences
+    them. If loading fails, they are printed after all.
+    """
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _load_tensorflow():
+    with _native_start_up_logs_hidden():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    from absl import logging
+
+    # TFDS reports through absl at WARNING what users need not act on.
+    logging.set_verbosity(logging.ERROR)
+    # Keras warns that fit ignores shuffle=True for datasets; ours are shuffled.
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
 def _one_line_errors(command):
@@ -18,6 +57,7 @@ def _one_line_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        _load_tensorflow()
         from keras_gan.callbacks import TrainingDivergedError
         from keras_gan.errors import InputError
 

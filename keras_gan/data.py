@@ -483,16 +483,16 @@ def _feature_keys(info, name):
         )
     image = features[image_key]
     shape = tuple(image.shape)
-    if len(shape) != 3 or None in shape or tf.as_dtype(image.dtype) != tf.uint8:
+    if len(shape) != 3 or None in shape or tf.as_dtype(image.tf_dtype) != tf.uint8:
         raise InputError(
             f"TFDS dataset {name!r} has images of shape {shape} and dtype "
-            f"{tf.as_dtype(image.dtype).name}; expected a fixed shape "
+            f"{tf.as_dtype(image.tf_dtype).name}; expected a fixed shape "
             "(H, W, C) of uint8."
         )
     if label_key not in features:
         return image_key, None
     label = features[label_key]
-    if tuple(label.shape) != () or not tf.as_dtype(label.dtype).is_integer:
+    if tuple(label.shape) != () or not tf.as_dtype(label.tf_dtype).is_integer:
         return image_key, None
     return image_key, label_key
 

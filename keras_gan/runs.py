@@ -213,6 +213,10 @@ def train(
         batch_size=settings["batch_size"],
         seed=settings["seed"],
     )
+    steps_per_epoch = int(dataset_.cardinality())
+    if steps_per_epoch > 0:
+        # More would not run anyway, and would confuse the progress bar.
+        steps_per_execution = min(steps_per_execution, steps_per_epoch)
     generator, discriminator = networks.build(
         settings["architecture"], settings["latent_dim"], data.image_shape(dataset_)
     )
