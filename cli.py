@@ -50,6 +50,8 @@ def _load_tensorflow():
     logging.set_verbosity(logging.ERROR)
     # Keras warns that fit ignores shuffle=True for datasets; ours are shuffled.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+    # keras_gan's own warnings (mode collapse) read best as one plain line.
+    warnings.formatwarning = lambda message, *args, **kwargs: f"Warning: {message}\n"
 
 
 def _one_line_errors(command):
@@ -150,6 +152,25 @@ def cli():
     default=None,
     help="Also export a version every N epochs (default: at the end only).",
 )
+@click.option(
+    "--evaluate-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Log Frechet distance, KID, precision/recall, coverage every N epochs.",
+)
+@click.option(
+    "--evaluate-samples",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Images per set for --evaluate-every (default: 10000, or half the "
+    "dataset if smaller).",
+)
+@click.option(
+    "--keep-best",
+    is_flag=True,
+    help="With --evaluate-every: export a version whenever the Frechet distance "
+    "is the best so far, instead of at the end.",
+)
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path())
 @click.option(
     "--export-dir", default="saved_models", show_default=True, type=click.Path()
@@ -182,9 +203,19 @@ def train(name, **flags):
         export_dir=flags["export_dir"],
         sample_every=flags["sample_every"],
         export_every=flags["export_every"],
+        evaluate_every=flags["evaluate_every"],
+        evaluate_samples=flags["evaluate_samples"],
+        keep_best=flags["keep_best"],
     )
     click.echo(f"Trained {result.epochs_done} epochs in {result.seconds:.1f} s.")
     click.echo(f"Run folder: {result.run_dir} (samples/, log.csv, tensorboard/)")
+    if result.evaluations:
+        last = result.evaluations[-1]
+        click.echo(
+            f"Frechet distance at epoch {last['epoch']}: "
+            f"{last['frechet_distance']:.4g} (real floor "
+            f"{last['floor']['frechet_distance']:.4g}, n={last['num_samples']})"
+        )
     if result.export_path:
         click.echo(f"Exported generator: {result.export_path}")
 
@@ -208,6 +239,55 @@ def sample(saved_model_dir, num_images, seed, num_rows, output):
 
     path = export.sample_grid(saved_model_dir, output, num_images, seed, num_rows)
     click.echo(f"Wrote {path}")
+
+
+@cli.command()
+@click.argument("saved_model_dir", type=click.Path())
+@click.option(
+    "--dataset", default="mnist", show_default=True, help="TFDS name or 'digits'."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(),
+    default=None,
+    help="Folder of MNIST-format IDX files; overrides --dataset.",
+)
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Images per set (default: 10000, or half the dataset if smaller).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Latent seed.")
+@click.option(
+    "--inception",
+    is_flag=True,
+    help="Use ImageNet InceptionV3 features (standard FID; needs the weights in "
+    "Keras's cache, slow on CPU) instead of the domain classifier.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@_one_line_errors
+def evaluate(saved_model_dir, dataset, data_dir, num_samples, seed, inception, as_json):
+    """Score an exported generator against a dataset's real images: Frechet
+    distance, KID, inception score, precision/recall, density/coverage and class
+    coverage in a domain classifier's features, beside the real-vs-real floor."""
+    import json
+
+    from keras_gan import evaluation
+    from keras_gan import export
+
+    generate = evaluation.from_saved_model(export.load_export(saved_model_dir))
+    evaluator = evaluation.Evaluator.for_dataset(
+        dataset, data_dir, num_samples=num_samples, inception=inception
+    )
+    result = evaluator.evaluate_generator(generate, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(evaluation.format_table(result))
+    warning = evaluation.collapse_warning(result)
+    if warning:
+        click.echo(f"Warning: {warning}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from keras_gan import callbacks
 from keras_gan import data
+from keras_gan import evaluation
 from keras_gan import export
 from keras_gan import images
 from keras_gan import losses
@@ -17,6 +18,7 @@ __all__ = [
     "__version__",
     "callbacks",
     "data",
+    "evaluation",
     "export",
     "images",
     "losses",

@@ -3,6 +3,7 @@
 import glob
 import math
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -11,6 +12,8 @@ from keras_gan import export
 from keras_gan import images
 from keras_gan import noise
 from keras_gan.errors import InputError
+from keras_gan.evaluation import SCALARS
+from keras_gan.evaluation import collapse_warning
 from keras_gan.files import atomic_write
 from keras_gan.files import make_dirs
 
@@ -189,3 +192,91 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
 
     def get_config(self):
         return {"monitor": list(self.monitor)}
+
+
+@keras.saving.register_keras_serializable(package="keras_gan")
+class Evaluate(keras.callbacks.Callback):
+    """Adds sample-quality metrics to the training logs every few epochs.
+
+    The `keras_gan.evaluation.SCALARS` (Frechet distance, KID, inception
+    score, precision, recall, density, coverage, class coverage) join the
+    epoch logs, so `History`, `CSVLogger` and `TensorBoard` record them; put
+    `Evaluate` before those two in the callback list. Epochs that are not
+    evaluated log NaN, which keeps every epoch's row the same shape.
+
+    With `export_dir`, the generator is exported as a new version whenever
+    its Frechet distance is the best so far, so the newest version (the one
+    TF Serving serves) is the best one. A result that looks like mode
+    collapse (a class never generated, or one class above `max_class_share`
+    of the samples) raises a `UserWarning` naming it.
+
+    Args:
+        evaluator: a `keras_gan.evaluation.Evaluator`.
+        every_n_epochs: evaluate after every this many epochs.
+        export_dir: a model base folder for best-so-far exports, or `None`.
+        seed: seed of the latents of the evaluated samples.
+        max_class_share: share of one class above which collapse is reported.
+
+    Example:
+
+    ```python
+    evaluator = keras_gan.evaluation.Evaluator.for_dataset("digits", num_samples=500)
+    gan.fit(dataset, epochs=20, callbacks=[Evaluate(evaluator, every_n_epochs=5)])
+    ```
+    """
+
+    def __init__(
+        self,
+        evaluator,
+        every_n_epochs: int = 1,
+        export_dir=None,
+        seed: int = 1,
+        max_class_share: float = 0.5,
+    ):
+        super().__init__()
+        if int(every_n_epochs) < 1:
+            raise InputError(
+                f"Evaluate needs every_n_epochs >= 1; received {every_n_epochs}."
+            )
+        self.evaluator = evaluator
+        self.every_n_epochs = int(every_n_epochs)
+        self.export_dir = None if export_dir is None else os.fspath(export_dir)
+        self.seed = int(seed)
+        self.max_class_share = float(max_class_share)
+        self.results = []
+        self.best_frechet_distance = math.inf
+        self.best_exports = []
+        self.collapse_warnings = []
+
+    def on_train_begin(self, logs=None):
+        _check_gan(self.model, "Evaluate")
+        if self.export_dir is not None:
+            make_dirs(self.export_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if (epoch + 1) % self.every_n_epochs:
+            logs.update(dict.fromkeys(SCALARS, math.nan))
+            return
+        result = self.evaluator.evaluate_generator(self.model.generate, self.seed)
+        result["epoch"] = epoch + 1
+        self.results.append(result)
+        for key in SCALARS:
+            logs[key] = math.nan if result[key] is None else float(result[key])
+        if result["frechet_distance"] < self.best_frechet_distance:
+            self.best_frechet_distance = result["frechet_distance"]
+            if self.export_dir is not None:
+                path = export.export_version(self.model.generator, self.export_dir)
+                self.best_exports.append(path)
+        warning = collapse_warning(result, self.max_class_share)
+        if warning:
+            self.collapse_warnings.append((epoch + 1, warning))
+            warnings.warn(f"Epoch {epoch + 1}: {warning}", stacklevel=2)
+
+    def get_config(self):
+        return {
+            "every_n_epochs": self.every_n_epochs,
+            "export_dir": self.export_dir,
+            "seed": self.seed,
+            "max_class_share": self.max_class_share,
+        }

@@ -19,6 +19,7 @@ from keras_gan import data
 from keras_gan import files
 from keras_gan import networks
 from keras_gan.errors import InputError
+from keras_gan.evaluation import Evaluator
 from keras_gan.gan import GAN
 
 # Settings that define the model and its data: fixed for the life of a run.
@@ -36,6 +37,15 @@ MODEL_SETTINGS = {
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+class _CSVLogger(keras.callbacks.CSVLogger):
+    # Keras's logger adds a `val_` twin of every column when the first epoch
+    # has no validation logs; a GAN run has none, so those columns are noise.
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs)
+        super().on_epoch_end(epoch, logs)
+
+
 @dataclasses.dataclass
 class RunResult:
     """What a finished run left behind."""
@@ -45,6 +55,7 @@ class RunResult:
     history: dict
     seconds: float
     epochs_done: int
+    evaluations: list = dataclasses.field(default_factory=list)
 
 
 def check_name(name: str) -> str:
@@ -145,6 +156,9 @@ def train(
     export_dir: str = "saved_models",
     sample_every: int = 1,
     export_every: int | None = None,
+    evaluate_every: int | None = None,
+    evaluate_samples: int | None = None,
+    keep_best: bool = False,
     verbose="auto",
 ) -> RunResult:
     """Runs (or resumes) a whole training job: data, model, callbacks, export.
@@ -170,6 +184,12 @@ def train(
         export_dir: parent folder of exported generators.
         sample_every: write a sample grid every this many epochs.
         export_every: also export every this many epochs (`None`: at the end).
+        evaluate_every: add sample-quality metrics (`keras_gan.evaluation`) to
+            the logs every this many epochs; `None` for never.
+        evaluate_samples: images per set for those metrics; `None` for
+            `min(10_000, half the dataset)`.
+        keep_best: export a version only when the evaluated Frechet distance
+            is the best so far (needs `evaluate_every`), instead of at the end.
         verbose: passed to `fit` (`"auto"` shows Keras's progress bar).
 
     Returns:
@@ -199,6 +219,8 @@ def train(
         ("epochs", "steps_per_execution", "sample_every", "export_every"),
     )
     checkpoint_dir = os.path.join(run_dir, "checkpoint")
+    if keep_best and not evaluate_every:
+        raise InputError("--keep-best needs --evaluate-every N; received none.")
     done = _completed_epochs(checkpoint_dir) if resume else 0
     if done >= epochs:
         raise InputError(
@@ -228,36 +250,57 @@ def train(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
+    evaluator = None
+    if evaluate_every:
+        evaluator = Evaluator.for_dataset(
+            settings["dataset"],
+            settings["data_dir"],
+            num_samples=evaluate_samples,
+            seed=settings["seed"],
+        )
     for folder in (run_dir, os.path.join(export_dir, name)):
         files.make_dirs(folder)
     if not resume:
         with open(os.path.join(run_dir, "config.json"), "w") as file:
             json.dump(settings, file, indent=2)
 
-    exporter = gan_callbacks.GeneratorExporter(
-        os.path.join(export_dir, name), every_n_epochs=export_every
-    )
     callbacks = [
         # First, so that a diverged batch raises before anything is saved.
         gan_callbacks.TerminateOnNonFinite(),
         keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=False),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
+    ]
+    if evaluator is not None:
+        # Before the loggers, so that they record its metrics.
+        evaluate = gan_callbacks.Evaluate(
+            evaluator,
+            every_n_epochs=evaluate_every,
+            export_dir=os.path.join(export_dir, name) if keep_best else None,
+        )
+        callbacks.append(evaluate)
+    exporter = gan_callbacks.GeneratorExporter(
+        os.path.join(export_dir, name), every_n_epochs=export_every
+    )
+    callbacks += [
+        _CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
         gan_callbacks.SampleGrid(
             os.path.join(run_dir, "samples"),
             every_n_epochs=sample_every,
             seed=settings["seed"],
         ),
-        exporter,
     ]
+    if not keep_best:
+        callbacks.append(exporter)
     start = time.perf_counter()
     history = gan.fit(dataset_, epochs=epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
     files.atomic_write(os.path.join(run_dir, "gan.keras"), gan.save)
+    exports = evaluate.best_exports if keep_best else exporter.exported
     return RunResult(
         run_dir=run_dir,
-        export_path=exporter.exported[-1] if exporter.exported else None,
+        export_path=exports[-1] if exports else None,
         history=history.history,
         seconds=seconds,
         epochs_done=epochs,
+        evaluations=evaluate.results if evaluator is not None else [],
     )
