@@ -123,9 +123,9 @@ def cli():
 @click.option(
     "--steps-per-execution",
     type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Training steps per compiled call.",
+    default=None,
+    help="Training steps per compiled call, run inside one XLA computation.  "
+    "[default: 32 with --jit, else 1]",
 )
 @click.option(
     "--jit/--no-jit", default=True, show_default=True, help="Compile with XLA."
@@ -196,7 +196,7 @@ def train(name, **flags):
         learning_rate=flags["learning_rate"],
         seed=flags["seed"],
         epochs=flags["epochs"],
-        steps_per_execution=flags["steps_per_execution"],
+        steps_per_execution=flags["steps_per_execution"] or "auto",
         jit_compile=flags["jit"],
         resume=flags["resume"],
         runs_dir=flags["runs_dir"],

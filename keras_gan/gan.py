@@ -8,6 +8,11 @@ from keras_gan import losses
 from keras_gan import noise
 from keras_gan.errors import InputError
 
+# Steps per compiled call under XLA: measured on a 2-core CPU with the seed MLP
+# (batch 64), 32 fused steps run ~1.4x faster than 1 and within ~5% of 128,
+# while batch-level callbacks still fire every 32 steps.
+AUTO_STEPS_PER_EXECUTION = 32
+
 
 def _default_optimizer():
     # Radford et al. 2015 (DCGAN), arXiv:1511.06434, sec. 4: the usual GAN Adam.
@@ -115,6 +120,7 @@ class GAN(keras.Model):
         g_optimizer="auto",
         loss="non_saturating",
         jit_compile=True,
+        steps_per_execution="auto",
         **kwargs,
     ):
         """Configures the GAN for training.
@@ -126,6 +132,11 @@ class GAN(keras.Model):
             loss: name of an adversarial loss in `keras_gan.losses.LOSSES`.
             jit_compile: whether the train step is compiled with XLA. `True`
                 by default, also on CPU, where Keras's `"auto"` turns it off.
+            steps_per_execution: training steps per compiled call. `"auto"`
+                is `AUTO_STEPS_PER_EXECUTION` (32) under XLA, where the steps
+                of one call run inside one XLA computation (see
+                `make_train_function`), and 1 otherwise. Batch-level callback
+                hooks fire once per call.
             **kwargs: other `keras.Model.compile` arguments
                 (`steps_per_execution`, `run_eagerly`, ...).
         """
@@ -138,8 +149,15 @@ class GAN(keras.Model):
         gan_loss = losses.get(loss)
         if kwargs.get("run_eagerly"):
             jit_compile = False
+        if steps_per_execution == "auto":
+            steps_per_execution = AUTO_STEPS_PER_EXECUTION if jit_compile else 1
         # No `model.optimizer`: the two players have their own.
-        super().compile(optimizer=None, jit_compile=jit_compile, **kwargs)
+        super().compile(
+            optimizer=None,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            **kwargs,
+        )
         self.gan_loss = gan_loss
         self.d_optimizer = _get_optimizer(d_optimizer, "d_optimizer")
         self.g_optimizer = _get_optimizer(g_optimizer, "g_optimizer")
@@ -207,6 +225,33 @@ class GAN(keras.Model):
         self.d_real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, "float32")))
         self.d_fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, "float32")))
         return {metric.name: metric.result() for metric in self.metrics}
+
+    def make_train_function(self, force=False):
+        """Compiles `steps_per_execution` steps into one XLA call when it can.
+
+        Keras runs `steps_per_execution` steps as a TensorFlow while loop that
+        launches the XLA-compiled step once per step, paying TensorFlow's
+        per-call overhead (~3-4 ms on CPU, most of a small model's step) every
+        time. Here the loop is inside the XLA computation: the batches of one
+        execution are stacked first, then one compiled call runs them all.
+        The steps, their order and their results are those of the plain path;
+        only the launches are fewer. Used with `jit_compile=True`,
+        `steps_per_execution > 1` and no distribution strategy; otherwise
+        Keras's own path runs.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        strategy = tf.distribute.get_strategy()
+        if (
+            self.run_eagerly
+            or not self.jit_compile
+            or self.steps_per_execution <= 1
+            or strategy.num_replicas_in_sync > 1
+            or tf.distribute.has_strategy()
+        ):
+            return super().make_train_function(force)
+        self.train_function = _fused_train_function(self, self.steps_per_execution)
+        return self.train_function
 
     def generate(self, num_images: int, seed=None, batch_size: int = 256):
         """Generates images from standard normal latents.
@@ -284,6 +329,51 @@ class GAN(keras.Model):
 
 
 _SEED_STATE = "seed_generator_state"
+
+
+def _fused_train_function(gan, steps):
+    """`train_function(iterator)` running up to `steps` steps in one XLA call."""
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def run_steps(stacked, count):
+        # stacked: each leaf (steps, batch, ...); only the first `count` are real.
+        def body(index, logs):
+            batch = tf.nest.map_structure(lambda leaf: leaf[index], stacked)
+            return index + 1, gan.train_step(batch)
+
+        initial_logs = {metric.name: metric.result() for metric in gan.metrics}
+        _, logs = tf.while_loop(
+            lambda index, _: index < count,
+            body,
+            (tf.constant(0), initial_logs),
+            maximum_iterations=steps,
+        )
+        return logs
+
+    @tf.function(reduce_retracing=True)
+    def next_batches(iterator):
+        # The end of an epoch may leave fewer than `steps` batches: pad with
+        # zeros (never trained on) and count the real ones.
+        optionals = [iterator.get_next_as_optional() for _ in range(steps)]
+        spec = iterator.element_spec
+        zeros = tf.nest.map_structure(
+            lambda leaf: tf.zeros(leaf.shape, leaf.dtype), spec
+        )
+        batches = [
+            tf.cond(optional.has_value(), optional.get_value, lambda: zeros)
+            for optional in optionals
+        ]
+        count = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
+        stacked = tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *batches)
+        return stacked, count
+
+    def train_function(iterator):
+        stacked, count = next_batches(iterator)
+        if int(count) == 0:
+            raise StopIteration
+        return run_steps(stacked, count)
+
+    return train_function
 
 
 def _sum(values):

@@ -20,6 +20,7 @@ from keras_gan import files
 from keras_gan import networks
 from keras_gan.errors import InputError
 from keras_gan.evaluation import Evaluator
+from keras_gan.gan import AUTO_STEPS_PER_EXECUTION
 from keras_gan.gan import GAN
 
 # Settings that define the model and its data: fixed for the life of a run.
@@ -149,7 +150,7 @@ def train(
     learning_rate: float | None = None,
     seed: int | None = None,
     epochs: int = 30,
-    steps_per_execution: int = 32,
+    steps_per_execution: int | str = "auto",
     jit_compile: bool = True,
     resume: bool = False,
     runs_dir: str = "runs",
@@ -177,7 +178,8 @@ def train(
         learning_rate: Adam learning rate of both players (beta_1=0.5).
         seed: seed of the data order and the training noise.
         epochs: total number of epochs, counting those of a resumed run.
-        steps_per_execution: training steps per compiled call.
+        steps_per_execution: training steps per compiled call; `"auto"` as in
+            `GAN.compile`.
         jit_compile: compile the step with XLA.
         resume: continue `runs_dir/<name>` from its last epoch.
         runs_dir: parent folder of runs.
@@ -235,6 +237,8 @@ def train(
         batch_size=settings["batch_size"],
         seed=settings["seed"],
     )
+    if steps_per_execution == "auto":
+        steps_per_execution = AUTO_STEPS_PER_EXECUTION if jit_compile else 1
     steps_per_epoch = int(dataset_.cardinality())
     if steps_per_epoch > 0:
         # More would not run anyway, and would confuse the progress bar.

@@ -46,6 +46,24 @@ def test_xla_step_computes_what_the_eager_step_computes():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_fused_steps_compute_what_single_steps_compute():
+    # steps_per_execution=3 over 4 batches: one call of 3 steps, one of 1 step
+    # (padded), each inside one XLA computation; the same as 4 single steps.
+    single, fused = tiny_gan(), tiny_gan()
+    copy_weights(single, fused)
+    single.compile(jit_compile=True)
+    fused.compile(jit_compile=True, steps_per_execution=3)
+    single_logs = single.fit(tiny_dataset(), epochs=2, verbose=0).history
+    fused_logs = fused.fit(tiny_dataset(), epochs=2, verbose=0).history
+    assert fused_logs == single_logs
+    for a, b in zip(single.get_weights(), fused.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(fused.g_optimizer.iterations) == 8
+    np.testing.assert_array_equal(
+        fused.seed_generator.state.numpy(), single.seed_generator.state.numpy()
+    )
+
+
 def test_train_step_is_algorithm_one_by_hand():
     # D descends on fresh latents z1, then G descends on fresh latents z2 through
     # the *updated* D (Algorithm 1 of arXiv:1406.2661), plain SGD to check it.
