@@ -211,15 +211,16 @@ def train(
     }
     settings = resolve_settings(run_dir, resume, given)
     _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
-    _positive(
-        {
-            "epochs": epochs,
-            "steps_per_execution": steps_per_execution,
-            "sample_every": sample_every,
-            "export_every": export_every,
-        },
-        ("epochs", "steps_per_execution", "sample_every", "export_every"),
-    )
+    schedule = {
+        "epochs": epochs,
+        "sample_every": sample_every,
+        "export_every": export_every,
+        "evaluate_every": evaluate_every,
+        "evaluate_samples": evaluate_samples,
+    }
+    if steps_per_execution != "auto":
+        schedule["steps_per_execution"] = steps_per_execution
+    _positive(schedule, tuple(schedule))
     checkpoint_dir = os.path.join(run_dir, "checkpoint")
     if keep_best and not evaluate_every:
         raise InputError("--keep-best needs --evaluate-every N; received none.")
