@@ -182,15 +182,29 @@ def dataset_from_arrays(
     num_images = len(images)
     _check_batch_fits(batch_size, num_images)
 
-    dataset = tf.data.Dataset.from_tensor_slices(images)
-    if images.dtype == np.uint8:
-        dataset = dataset.map(to_model_range, num_parallel_calls=tf.data.AUTOTUNE)
+    # The images stay one in-memory tensor (uint8 when given so: 4x less
+    # memory); each batch is one gather of shuffled indices. Shuffling
+    # indices instead of images keeps tf.data's per-element cost off the
+    # step, which matters for small models at hundreds of steps per second.
+    pixels = tf.constant(images)
+    columns = [pixels]
     if labels is not None:
-        labels = _checked_labels(labels, num_images)
-        dataset = tf.data.Dataset.zip(
-            dataset, tf.data.Dataset.from_tensor_slices(labels)
+        columns.append(
+            tf.constant(_checked_labels(labels, num_images).astype(np.int32))
         )
-    return _batched(dataset.cache(), num_images, batch_size, shuffle, seed)
+    indices = tf.data.Dataset.range(num_images)
+    if shuffle:
+        indices = indices.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
+    # A fixed batch shape lets XLA compile the train step once.
+    indices = indices.batch(batch_size, drop_remainder=True)
+
+    def gather(batch_indices):
+        batch = [tf.gather(column, batch_indices) for column in columns]
+        batch[0] = to_model_range(batch[0]) if images.dtype == np.uint8 else batch[0]
+        return batch[0] if len(batch) == 1 else tuple(batch)
+
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:
