@@ -78,8 +78,12 @@ def discriminate(params, images):
 
 
 def adam_init(params):
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-    return {"step": jnp.zeros((), jnp.float32), "m": zeros, "v": zeros}
+    # Two separate trees: donated buffers must not alias.
+    return {
+        "step": jnp.zeros((), jnp.float32),
+        "m": jax.tree_util.tree_map(jnp.zeros_like, params),
+        "v": jax.tree_util.tree_map(jnp.zeros_like, params),
+    }
 
 
 def adam_update(params, gradients, state):
