@@ -250,7 +250,10 @@ class GAN(keras.Model):
             or tf.distribute.has_strategy()
         ):
             return super().make_train_function(force)
-        self.train_function = _fused_train_function(self, self.steps_per_execution)
+        super().make_train_function(force=True)
+        self.train_function = _FusedTrainFunction(
+            self, self.steps_per_execution, fallback=self.train_function
+        )
         return self.train_function
 
     def generate(self, num_images: int, seed=None, batch_size: int = 256):
@@ -331,33 +334,52 @@ class GAN(keras.Model):
 _SEED_STATE = "seed_generator_state"
 
 
-def _fused_train_function(gan, steps):
-    """`train_function(iterator)` running up to `steps` steps in one XLA call."""
+class _FusedTrainFunction:
+    """`train_function(iterator)` running up to `steps` steps in one XLA call.
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
-    def run_steps(stacked, count):
+    Each call runs the steps whose batches the previous call stacked into a
+    buffer, and meanwhile stacks the next ones: the XLA computation and the
+    input pipeline are independent ops of one graph, so TensorFlow runs them
+    concurrently. Batches of a non-static shape, which XLA cannot stack, fall
+    back to Keras's own train function.
+    """
+
+    def __init__(self, gan, steps, fallback):
+        self.gan = gan
+        self.steps = steps
+        self.fallback = fallback
+        self.buffer = None  # per leaf: a (steps, batch, ...) variable
+        self.count = None  # how many buffered batches are real
+        self.iterator = None
+        self.use_fallback = None
+        self.run_steps = tf.function(
+            self._run_steps, jit_compile=True, reduce_retracing=True
+        )
+        self.next_batches = tf.function(self._next_batches, reduce_retracing=True)
+        self.fill = tf.function(self._fill, reduce_retracing=True)
+        self.run_and_refill = tf.function(self._run_and_refill, reduce_retracing=True)
+
+    def _run_steps(self, stacked, count):
         # stacked: each leaf (steps, batch, ...); only the first `count` are real.
         def body(index, logs):
             batch = tf.nest.map_structure(lambda leaf: leaf[index], stacked)
-            return index + 1, gan.train_step(batch)
+            return index + 1, self.gan.train_step(batch)
 
-        initial_logs = {metric.name: metric.result() for metric in gan.metrics}
+        initial_logs = {metric.name: metric.result() for metric in self.gan.metrics}
         _, logs = tf.while_loop(
             lambda index, _: index < count,
             body,
             (tf.constant(0), initial_logs),
-            maximum_iterations=steps,
+            maximum_iterations=self.steps,
         )
         return logs
 
-    @tf.function(reduce_retracing=True)
-    def next_batches(iterator):
+    def _next_batches(self, iterator):
         # The end of an epoch may leave fewer than `steps` batches: pad with
         # zeros (never trained on) and count the real ones.
-        optionals = [iterator.get_next_as_optional() for _ in range(steps)]
-        spec = iterator.element_spec
+        optionals = [iterator.get_next_as_optional() for _ in range(self.steps)]
         zeros = tf.nest.map_structure(
-            lambda leaf: tf.zeros(leaf.shape, leaf.dtype), spec
+            lambda leaf: tf.zeros(leaf.shape, leaf.dtype), iterator.element_spec
         )
         batches = [
             tf.cond(optional.has_value(), optional.get_value, lambda: zeros)
@@ -367,13 +389,42 @@ def _fused_train_function(gan, steps):
         stacked = tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *batches)
         return stacked, count
 
-    def train_function(iterator):
-        stacked, count = next_batches(iterator)
+    def _fill(self, iterator):
+        stacked, count = self._next_batches(iterator)
+        for variable, value in zip(self.buffer, tf.nest.flatten(stacked), strict=True):
+            variable.assign(value)
+        self.count.assign(count)
+
+    def _run_and_refill(self, iterator):
+        stacked = tf.nest.pack_sequence_as(
+            self.iterator.element_spec, [v.read_value() for v in self.buffer]
+        )
+        count = self.count.read_value()
+        logs = self.run_steps(stacked, count)
+        with tf.control_dependencies(tf.nest.flatten(stacked) + [count]):
+            self._fill(iterator)
+        return count, logs
+
+    def __call__(self, iterator):
+        if self.use_fallback is None:
+            specs = tf.nest.flatten(iterator.element_spec)
+            self.use_fallback = not all(spec.shape.is_fully_defined() for spec in specs)
+            if not self.use_fallback:
+                self.buffer = [
+                    tf.Variable(tf.zeros((self.steps, *spec.shape), spec.dtype),
+                                trainable=False)
+                    for spec in specs
+                ]  # fmt: skip
+                self.count = tf.Variable(0, trainable=False)
+        if self.use_fallback:
+            return self.fallback(iterator)
+        if iterator is not self.iterator:  # a new epoch's iterator
+            self.iterator = iterator
+            self.fill(iterator)
+        count, logs = self.run_and_refill(iterator)
         if int(count) == 0:
             raise StopIteration
-        return run_steps(stacked, count)
-
-    return train_function
+        return logs
 
 
 def _sum(values):
