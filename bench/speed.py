@@ -6,7 +6,6 @@ fixed number of steps after a warm-up, and prints one table row per
 implementation and batch size:
 
     keras_gan              GAN.compile() defaults: XLA, 32 steps fused per call
-    keras_gan_no_autotune  the same, tf.data autotuning off (a diagnostic, below)
     keras_gan_spe1         the same under XLA, Keras's own loop, 1 step per call
     keras_fit              the same GAN.fit without XLA (1 step per call)
     tf_function            bench/reference_tf.py's tf.function step, tf.data loop
@@ -17,13 +16,6 @@ implementation and batch size:
     torch_omp_default      2 threads, OpenMP's default (busy-waiting) policy
     jax_jit                bench/reference_jax.py: one jax.jit call per step
     jax_scan               jax.lax.scan over 32 steps per jax.jit call
-
-Why `keras_gan_no_autotune`: on this 2-core machine, fit() windows of keras_gan
-often last exactly 2048 x 2.5, 5 or 10 ms (5.12, 10.24, 20.47 s) whatever the
-batch size, as if each step waited for a timer; with tf.data autotuning off
-(`tf.data.Options().autotune.enabled = False` on keras_gan's own dataset) the
-windows no longer snap to those values. The row shows how much of keras_gan's
-time that wait takes; keras_gan itself is measured as users run it.
 
 Every step is Algorithm 1 of the paper with k=1: one D update on a real batch
 and G(z1), then one G update through the updated D on fresh z2, Adam(2e-4,
@@ -103,7 +95,6 @@ RESULT_MARKER = "SPEED_RESULT "
 # name -> (label, extra environment; None removes the variable)
 IMPLEMENTATIONS = {
     "keras_gan": ("keras_gan (XLA, 32 steps/call)", {}),
-    "keras_gan_no_autotune": ("keras_gan, tf.data autotune off (diagnostic)", {}),
     "keras_gan_spe1": ("keras_gan XLA, Keras loop, 1 step/call", {}),
     "keras_fit": ("Keras fit, no XLA", {}),
     "tf_function": ("plain tf.function loop", {}),
@@ -149,9 +140,8 @@ def step_flops(batch_size, latent_dim=LATENT_DIM, hidden=HIDDEN_UNITS, pixels=78
 class KerasGANTrainer:
     """keras_gan as users run it: its data pipeline, `GAN.compile`, `GAN.fit`."""
 
-    def __init__(self, images, batch_size, compile_kwargs, autotune=True):
+    def __init__(self, images, batch_size, compile_kwargs):
         import keras
-        import tensorflow as tf
 
         import keras_gan
 
@@ -160,10 +150,6 @@ class KerasGANTrainer:
         self.dataset = keras_gan.data.dataset_from_arrays(
             images, batch_size=batch_size, seed=SEED
         ).repeat()
-        if not autotune:
-            options = tf.data.Options()
-            options.autotune.enabled = False
-            self.dataset = self.dataset.with_options(options)
         self.gan = keras_gan.GAN(
             keras_gan.networks.mlp_generator(LATENT_DIM, IMAGE_SHAPE),
             keras_gan.networks.mlp_discriminator(IMAGE_SHAPE),
@@ -244,8 +230,6 @@ class TFReferenceTrainer:
 def make_trainer(name, images, batch_size):
     if name == "keras_gan":
         return KerasGANTrainer(images, batch_size, {})
-    if name == "keras_gan_no_autotune":
-        return KerasGANTrainer(images, batch_size, {}, autotune=False)
     if name == "keras_gan_spe1":
         return KerasGANTrainer(
             images, batch_size, {"jit_compile": True, "steps_per_execution": 1}
