@@ -34,7 +34,7 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "tests": ["pytest>=8.0", "ruff>=0.6"],
+        "tests": ["pytest>=8.0", "ruff>=0.6", "scipy>=1.10"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={"console_scripts": ["keras-gan=cli:cli"]},
