@@ -348,16 +348,45 @@ class _FusedTrainFunction:
         self.gan = gan
         self.steps = steps
         self.fallback = fallback
-        self.buffer = None  # per leaf: a (steps, batch, ...) variable
-        self.count = None  # how many buffered batches are real
         self.iterator = None
-        self.use_fallback = None
+        self.use_fallback = False
+        # Per element spec: its buffer variables and the functions traced on them.
+        self.prepared = {}
         self.run_steps = tf.function(
             self._run_steps, jit_compile=True, reduce_retracing=True
         )
-        self.next_batches = tf.function(self._next_batches, reduce_retracing=True)
-        self.fill = tf.function(self._fill, reduce_retracing=True)
-        self.run_and_refill = tf.function(self._run_and_refill, reduce_retracing=True)
+
+    def _prepare(self, spec):
+        # The functions close over their own buffer, so a retrace never mixes
+        # the buffers of two datasets.
+        if spec not in self.prepared:
+            buffer = [  # per leaf: a (steps, batch, ...) variable
+                tf.Variable(tf.zeros((self.steps, *leaf.shape), leaf.dtype),
+                            trainable=False)
+                for leaf in tf.nest.flatten(spec)
+            ]  # fmt: skip
+            count = tf.Variable(0, trainable=False)  # how many batches are real
+
+            def fill(iterator):
+                stacked, real = self._next_batches(iterator)
+                for variable, value in zip(
+                    buffer, tf.nest.flatten(stacked), strict=True
+                ):
+                    variable.assign(value)
+                count.assign(real)
+
+            def run_and_refill(iterator):
+                stacked = tf.nest.pack_sequence_as(
+                    spec, [v.read_value() for v in buffer]
+                )
+                real = count.read_value()
+                logs = self.run_steps(stacked, real)
+                with tf.control_dependencies(tf.nest.flatten(stacked) + [real]):
+                    fill(iterator)
+                return real, logs
+
+            self.prepared[spec] = (tf.function(fill), tf.function(run_and_refill))
+        return self.prepared[spec]
 
     def _run_steps(self, stacked, count):
         # stacked: each leaf (steps, batch, ...); only the first `count` are real.
@@ -389,38 +418,18 @@ class _FusedTrainFunction:
         stacked = tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *batches)
         return stacked, count
 
-    def _fill(self, iterator):
-        stacked, count = self._next_batches(iterator)
-        for variable, value in zip(self.buffer, tf.nest.flatten(stacked), strict=True):
-            variable.assign(value)
-        self.count.assign(count)
-
-    def _run_and_refill(self, iterator):
-        stacked = tf.nest.pack_sequence_as(
-            self.iterator.element_spec, [v.read_value() for v in self.buffer]
-        )
-        count = self.count.read_value()
-        logs = self.run_steps(stacked, count)
-        with tf.control_dependencies(tf.nest.flatten(stacked) + [count]):
-            self._fill(iterator)
-        return count, logs
-
     def __call__(self, iterator):
-        if self.use_fallback is None:
-            specs = tf.nest.flatten(iterator.element_spec)
-            self.use_fallback = not all(spec.shape.is_fully_defined() for spec in specs)
+        if iterator is not self.iterator:  # a new epoch's (or dataset's) iterator
+            self.iterator = iterator
+            spec = iterator.element_spec
+            self.use_fallback = not all(
+                leaf.shape.is_fully_defined() for leaf in tf.nest.flatten(spec)
+            )
             if not self.use_fallback:
-                self.buffer = [
-                    tf.Variable(tf.zeros((self.steps, *spec.shape), spec.dtype),
-                                trainable=False)
-                    for spec in specs
-                ]  # fmt: skip
-                self.count = tf.Variable(0, trainable=False)
+                self.fill, self.run_and_refill = self._prepare(spec)
+                self.fill(iterator)
         if self.use_fallback:
             return self.fallback(iterator)
-        if iterator is not self.iterator:  # a new epoch's iterator
-            self.iterator = iterator
-            self.fill(iterator)
         count, logs = self.run_and_refill(iterator)
         if int(count) == 0:
             raise StopIteration
