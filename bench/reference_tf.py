@@ -159,33 +159,20 @@ def make_pipeline(images_uint8, batch_size=64, seed=0):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def train_reference(
-    images_uint8, epochs, batch_size=64, seed=0, xla=False, latent_dim=100
-):
-    """Trains the reference GAN and times its training loop.
-
-    Args:
-        images_uint8: uint8 array `(N, H, W, C)` in [0, 255].
-        epochs: passes over the data.
-        batch_size: images per step; the remainder of each epoch is dropped.
-        seed: seed of the initial weights, the shuffle and the latents.
-        xla: whether the train step is compiled with XLA
-            (`jit_compile=True`); the plain `tf.function` when False.
-        latent_dim: size of the latent vector.
+def make_train_step(model, batch_size, seed=0, xla=False):
+    """The reference's step on `model` (a `ReferenceGAN`), with its own Adams.
 
     Returns:
-        A tuple `(model, seconds)`: a `ReferenceGAN` (call it on latents to
-        generate; `model.history` holds the per-epoch mean losses) and the
-        wall time of the training loop, first trace and compile included.
+        `(train_step, loss_sums)`: `train_step(real_images)` runs one D update
+        and one G update; `loss_sums` is a `(2,)` variable accumulating
+        `(d_loss, g_loss)` over steps.
     """
-    images_uint8 = np.asarray(images_uint8)
-    model = ReferenceGAN(latent_dim, images_uint8.shape[1:], seed)
     generator, discriminator = model.generator, model.discriminator
+    latent_dim = model.latent_dim
     d_optimizer = Adam(discriminator.trainable_variables)
     g_optimizer = Adam(generator.trainable_variables)
     noise = tf.random.Generator.from_seed(seed, alg="philox")
     loss_sums = tf.Variable(tf.zeros((2,)), trainable=False)  # (d_loss, g_loss)
-    dataset = make_pipeline(images_uint8, batch_size, seed)
 
     def bce(logits, label):
         labels = tf.fill(tf.shape(logits), label)
@@ -212,6 +199,33 @@ def train_reference(
         variables = generator.trainable_variables
         g_optimizer.apply(tape.gradient(g_loss, variables), variables)
         loss_sums.assign_add(tf.stack([d_loss, g_loss]))
+
+    return train_step, loss_sums
+
+
+def train_reference(
+    images_uint8, epochs, batch_size=64, seed=0, xla=False, latent_dim=100
+):
+    """Trains the reference GAN and times its training loop.
+
+    Args:
+        images_uint8: uint8 array `(N, H, W, C)` in [0, 255].
+        epochs: passes over the data.
+        batch_size: images per step; the remainder of each epoch is dropped.
+        seed: seed of the initial weights, the shuffle and the latents.
+        xla: whether the train step is compiled with XLA
+            (`jit_compile=True`); the plain `tf.function` when False.
+        latent_dim: size of the latent vector.
+
+    Returns:
+        A tuple `(model, seconds)`: a `ReferenceGAN` (call it on latents to
+        generate; `model.history` holds the per-epoch mean losses) and the
+        wall time of the training loop, first trace and compile included.
+    """
+    images_uint8 = np.asarray(images_uint8)
+    model = ReferenceGAN(latent_dim, images_uint8.shape[1:], seed)
+    train_step, loss_sums = make_train_step(model, batch_size, seed, xla)
+    dataset = make_pipeline(images_uint8, batch_size, seed)
 
     start = epoch_start = time.perf_counter()
     for _ in range(epochs):

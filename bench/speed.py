@@ -168,10 +168,9 @@ class KerasGANTrainer:
 class TFReferenceTrainer:
     """bench/reference_tf.py's networks, Adam, step and tf.data pipeline.
 
-    `reference_tf.train_reference` keeps its step local and always trains whole
-    epochs, so the step is restated here line for line around the module's own
-    `Generator`, `Discriminator` and `Adam`. Its pipeline is `make_pipeline`'s
-    without the uint8 -> [-1, 1] scaling (these images are float already).
+    The step is `reference_tf.make_train_step`, the one `train_reference`
+    runs; its pipeline is `make_pipeline`'s without the uint8 -> [-1, 1]
+    scaling (these images are float already).
     """
 
     steps_per_call = 1
@@ -181,43 +180,13 @@ class TFReferenceTrainer:
         import tensorflow as tf
 
         model = reference_tf.ReferenceGAN(LATENT_DIM, images.shape[1:], SEED)
-        generator, discriminator = model.generator, model.discriminator
-        d_optimizer = reference_tf.Adam(discriminator.trainable_variables)
-        g_optimizer = reference_tf.Adam(generator.trainable_variables)
-        noise = tf.random.Generator.from_seed(SEED, alg="philox")
-        self.loss_sums = loss_sums = tf.Variable(tf.zeros((2,)), trainable=False)
+        self.train_step, self.loss_sums = reference_tf.make_train_step(
+            model, batch_size, SEED, xla
+        )
         dataset = tf.data.Dataset.from_tensor_slices(images).cache()
         dataset = dataset.shuffle(len(images), seed=SEED, reshuffle_each_iteration=True)
         dataset = dataset.batch(batch_size, drop_remainder=True).repeat()
         self.iterator = iter(dataset.prefetch(tf.data.AUTOTUNE))
-
-        def bce(logits, label):
-            labels = tf.fill(tf.shape(logits), label)
-            return tf.reduce_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-            )
-
-        @tf.function(jit_compile=xla)
-        def train_step(real_images):
-            # Discriminator: real -> 1, G(z1) -> 0.
-            z = noise.normal((batch_size, LATENT_DIM))
-            fake_images = generator(z)
-            with tf.GradientTape() as tape:
-                d_loss = bce(discriminator(real_images), 1.0) + bce(
-                    discriminator(fake_images), 0.0
-                )
-            variables = discriminator.trainable_variables
-            d_optimizer.apply(tape.gradient(d_loss, variables), variables)
-
-            # Generator: -log D(G(z2)) on fresh latents.
-            z = noise.normal((batch_size, LATENT_DIM))
-            with tf.GradientTape() as tape:
-                g_loss = bce(discriminator(generator(z)), 1.0)
-            variables = generator.trainable_variables
-            g_optimizer.apply(tape.gradient(g_loss, variables), variables)
-            loss_sums.assign_add(tf.stack([d_loss, g_loss]))
-
-        self.train_step = train_step
 
     def run(self, num_steps):
         self.loss_sums.assign([0.0, 0.0])
