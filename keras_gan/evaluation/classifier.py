@@ -179,6 +179,7 @@ def load_classifier(
     cache_dir: str | None = None,
     epochs: int = 12,
     verbose: bool = True,
+    train_split=None,
 ) -> DomainClassifier:
     """Returns the dataset's domain classifier, training and caching it if needed.
 
@@ -191,6 +192,8 @@ def load_classifier(
         cache_dir: where classifiers are kept; `default_cache_dir()` if `None`.
         epochs: training epochs when it must be trained.
         verbose: print a line when training.
+        train_split: the training split's `(images, labels)` if the caller
+            has loaded it already; loaded here otherwise.
 
     Returns:
         A `DomainClassifier`.
@@ -221,7 +224,7 @@ def load_classifier(
                 )
         except (OSError, ValueError, KeyError):
             pass  # unreadable or tampered with: train again below
-    images, labels = data.load_arrays(dataset, data_dir, "train")
+    images, labels = train_split or data.load_arrays(dataset, data_dir, "train")
     if labels is None:
         return random_feature_classifier(images.shape[1:], key)
     images, labels, test_images, test_labels = _held_out(

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from keras_gan import data
+from keras_gan import images as pixel_ranges
 from keras_gan import noise
 from keras_gan.errors import InputError
 from keras_gan.evaluation import metrics
@@ -91,7 +92,7 @@ class Evaluator:
     ):
         real_images = np.asarray(real_images)
         if real_images.dtype == np.uint8:
-            real_images = real_images.astype(np.float32) / 127.5 - 1.0
+            real_images = np.asarray(pixel_ranges.to_model_range(real_images))
         real_images = check_images(real_images, name="real images")
         available = len(real_images) // 2
         if num_samples is None:
@@ -134,11 +135,13 @@ class Evaluator:
         FID, comparable with published numbers; slow on a CPU) instead of the
         domain classifier's.
         """
-        images, _ = data.load_arrays(dataset, data_dir, "train")
+        images, labels = data.load_arrays(dataset, data_dir, "train")
         if inception:
             classifier = inception_classifier(images.shape[1:])
         else:
-            classifier = load_classifier(dataset, data_dir, cache_dir=cache_dir)
+            classifier = load_classifier(
+                dataset, data_dir, cache_dir=cache_dir, train_split=(images, labels)
+            )
         return cls(images, classifier, num_samples=num_samples, seed=seed)
 
     def evaluate_images(self, images, _is_floor=False) -> dict:
