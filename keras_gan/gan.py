@@ -241,12 +241,10 @@ class GAN(keras.Model):
         """
         if self.train_function is not None and not force:
             return self.train_function
-        strategy = tf.distribute.get_strategy()
         if (
             self.run_eagerly
             or not self.jit_compile
             or self.steps_per_execution <= 1
-            or strategy.num_replicas_in_sync > 1
             or tf.distribute.has_strategy()
         ):
             return super().make_train_function(force)
