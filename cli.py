@@ -94,11 +94,74 @@ def cli():
     help="Folder of MNIST-format IDX files (raw or .gz), e.g. "
     "/usr/share/datasets/fashion-mnist; overrides --dataset.",
 )
-@click.option("--architecture", default=None, help="Network pair.  [default: mlp]")
+@click.option(
+    "--architecture",
+    default=None,
+    help="Network pair: mlp (the original GAN), dcgan, or resnet (SNGAN, "
+    "spectral normalisation).  [default: mlp]",
+)
 @click.option(
     "--loss",
     default=None,
-    help="Adversarial loss: non_saturating or minimax.  [default: non_saturating]",
+    help="Adversarial loss: non_saturating, minimax, least_squares, hinge, "
+    "wasserstein or relativistic.  [default: non_saturating]",
+)
+@click.option(
+    "--conditional",
+    is_flag=True,
+    default=None,
+    help="Class-conditional model trained on (image, label); grids show one "
+    "class per row and exports take labels.",
+)
+@click.option(
+    "--gradient-penalty",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="WGAN-GP penalty weight (10 in the paper).  [default: 0, off]",
+)
+@click.option(
+    "--r1",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="R1 penalty weight on real images.  [default: 0, off]",
+)
+@click.option(
+    "--r2",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="R2 penalty weight on generated images.  [default: 0, off]",
+)
+@click.option(
+    "--penalty-interval",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Apply the penalties every N discriminator steps (lazy "
+    "regularization).  [default: 1]",
+)
+@click.option(
+    "--d-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Discriminator updates per generator update.  [default: 1]",
+)
+@click.option(
+    "--augment",
+    default=None,
+    help="DiffAugment policy for D's inputs, e.g. color,translation,cutout.  "
+    "[default: none]",
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=None,
+    help="Decay of the generator's weight average used for grids, evaluation "
+    "and exports, e.g. 0.999.  [default: off]",
+)
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
+    default=None,
+    help="Compute in 16-bit floats with float32 weights.  [default: float32]",
 )
 @click.option(
     "--epochs",
@@ -128,7 +191,10 @@ def cli():
     "[default: 32 with --jit, else 1]",
 )
 @click.option(
-    "--jit/--no-jit", default=True, show_default=True, help="Compile with XLA."
+    "--jit/--no-jit",
+    default=None,
+    help="Compile with XLA.  [default: on a GPU, and on a CPU for networks "
+    "without convolutions]",
 )
 @click.option(
     "--name",
@@ -195,9 +261,18 @@ def train(name, **flags):
         latent_dim=flags["latent_dim"],
         learning_rate=flags["learning_rate"],
         seed=flags["seed"],
+        conditional=True if flags["conditional"] else None,
+        gradient_penalty=flags["gradient_penalty"],
+        r1=flags["r1"],
+        r2=flags["r2"],
+        penalty_interval=flags["penalty_interval"],
+        d_steps=flags["d_steps"],
+        augment=flags["augment"],
+        ema=flags["ema"],
+        mixed_precision=flags["mixed_precision"],
         epochs=flags["epochs"],
         steps_per_execution=flags["steps_per_execution"] or "auto",
-        jit_compile=flags["jit"],
+        jit_compile="auto" if flags["jit"] is None else flags["jit"],
         resume=flags["resume"],
         runs_dir=flags["runs_dir"],
         export_dir=flags["export_dir"],
@@ -222,7 +297,18 @@ def train(name, **flags):
 
 @cli.command()
 @click.argument("saved_model_dir", type=click.Path())
-@click.option("--num-images", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--num-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images in the grid.  [default: 64, or 8 per class for a conditional export]",
+)
+@click.option(
+    "--labels",
+    default=None,
+    help="Conditional exports: comma-separated classes, one row each, e.g. "
+    "0,3,7.  [default: every class]",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--num-rows",
@@ -232,12 +318,22 @@ def train(name, **flags):
 )
 @click.option("--output", type=click.Path(), default="grid.png", show_default=True)
 @_one_line_errors
-def sample(saved_model_dir, num_images, seed, num_rows, output):
+def sample(saved_model_dir, num_images, labels, seed, num_rows, output):
     """Write a grid of images from an exported generator (a version folder, or
     a model's base folder to use its newest version)."""
     from keras_gan import export
+    from keras_gan.errors import InputError
 
-    path = export.sample_grid(saved_model_dir, output, num_images, seed, num_rows)
+    if labels is not None:
+        try:
+            labels = [int(label) for label in labels.split(",")]
+        except ValueError:
+            raise InputError(
+                f"--labels must be comma-separated integers; received {labels!r}."
+            ) from None
+    path = export.sample_grid(
+        saved_model_dir, output, num_images, seed, num_rows, labels=labels
+    )
     click.echo(f"Wrote {path}")
 
 

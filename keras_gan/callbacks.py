@@ -7,6 +7,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_gan import export
 from keras_gan import images
@@ -40,7 +41,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     Args:
         directory: folder of the PNG grids and the GIF.
-        num_rows: the grid is `num_rows x num_rows` images.
+        num_rows: the grid is `num_rows x num_rows` images; for a
+            conditional model, one row of `num_rows` images per class.
         every_n_epochs: write a grid after every this many epochs.
         seed: int seed of the fixed latents.
 
@@ -65,13 +67,20 @@ class SampleGrid(keras.callbacks.Callback):
         self.every_n_epochs = int(every_n_epochs)
         self.seed = int(seed)
         self._latents = None
+        self._labels = None
 
     def on_train_begin(self, logs=None):
         _check_gan(self.model, "SampleGrid")
         make_dirs(self.directory)
+        # A conditional model's grid has one row per class.
+        rows = self.model.num_classes or self.num_rows
         self._latents = noise.latent_noise(
-            self.num_rows**2, self.model.latent_dim, self.seed
+            rows * self.num_rows, self.model.latent_dim, self.seed
         )
+        self._labels = None
+        if self.model.num_classes:
+            classes = np.arange(self.model.num_classes, dtype=np.int32)
+            self._labels = tf.constant(np.repeat(classes, self.num_rows))
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:
@@ -94,8 +103,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     def write_grid(self, path) -> None:
         """Writes the grid of the fixed latents, as the model makes them now."""
-        generated = self.model(self._latents, training=False)
-        grid = images.image_grid(generated, self.num_rows)
+        generated = self.model(self._latents, labels=self._labels, training=False)
+        grid = images.image_grid(generated, len(generated) // self.num_rows)
         atomic_write(path, lambda staging: images.save_png(grid, staging))
 
     def get_config(self):
@@ -157,7 +166,11 @@ class GeneratorExporter(keras.callbacks.Callback):
             self._export(self._epoch)
 
     def _export(self, epoch):
-        path = export.export_version(self.model.generator, self.directory)
+        path = export.export_version(
+            self.model.inference_generator,
+            self.directory,
+            num_classes=self.model.num_classes,
+        )
         self.exported.append(path)
         self._exported_epoch = epoch
 
@@ -266,7 +279,9 @@ class Evaluate(keras.callbacks.Callback):
         if result["frechet_distance"] < self.best_frechet_distance:
             self.best_frechet_distance = result["frechet_distance"]
             if self.export_dir is not None:
-                path = export.export_version(self.model.generator, self.export_dir)
+                path = export.export_version(
+                    self.model.inference_generator, self.export_dir
+                )
                 self.best_exports.append(path)
         warning = collapse_warning(result, self.max_class_share)
         if warning:

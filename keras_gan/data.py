@@ -446,6 +446,24 @@ def _can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
         return False
 
 
+def num_classes(dataset: str = "mnist", data_dir: str | None = None) -> int:
+    """Returns the number of classes of a labelled dataset's training split.
+
+    For IDX files and digits, one more than the largest label; for TFDS, the
+    label feature's `num_classes`.
+    """
+    if data_dir is None and dataset != "digits":
+        builder, _, label_key = _open_tfds(dataset, "train", with_labels=True)
+        return int(builder.info.features[label_key].num_classes)
+    _, labels = load_arrays(dataset, data_dir, "train")
+    if labels is None:
+        raise InputError(
+            f"{data_dir} has no labels file for the training split; a "
+            f"conditional model needs {_idx_candidates(IDX_FILES['train'][1])}."
+        )
+    return int(labels.max()) + 1
+
+
 def _open_tfds(name, split, with_labels=False):
     """Returns a prepared TFDS builder and its image and label feature names.
 

@@ -11,8 +11,15 @@ Signatures (tag `serve`):
 - `generate`: `seed` int64 scalar, `num_images` int32 scalar -> `images`; the
   latents are drawn in the graph exactly as `GAN.generate(num_images, seed)`
   draws them.
+
+A class-conditional generator's signatures take `labels` too: int32
+`(None,)`, one class per image; for `generate`, either `num_images` labels or
+none (an empty vector), which cycles through the classes 0, 1, ... like
+`GAN.generate(..., labels=None)`. `assets.extra/keras_gan.json` records the
+latent size, image shape and number of classes (TF Serving ignores it).
 """
 
+import json
 import math
 import os
 import re
@@ -31,14 +38,18 @@ from keras_gan.errors import InputError
 _VERSION = re.compile(r"^[0-9]+$")
 
 
-def export_generator(generator, path, max_images: int = 4096) -> str:
+def export_generator(
+    generator, path, max_images: int = 4096, num_classes: int | None = None
+) -> str:
     """Writes `generator` as a SavedModel with two serving signatures.
 
     Args:
-        generator: a `keras.Model` from `(batch, latent_dim)` latents to images.
+        generator: a `keras.Model` from `(batch, latent_dim)` latents (and
+            labels, for a conditional one) to images.
         path: folder to write; it must not exist yet.
         max_images: the largest `num_images` the `generate` signature accepts,
             so one request cannot exhaust the server's memory.
+        num_classes: the number of classes of a conditional generator.
 
     Returns:
         `path`, as a string.
@@ -52,12 +63,33 @@ def export_generator(generator, path, max_images: int = 4096) -> str:
         seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
     ```
     """
-    latent_dim = int(generator.input_shape[-1])
+    conditional = len(generator.inputs) == 2
+    if conditional != (num_classes is not None):
+        raise InputError(
+            f"num_classes={num_classes} for a generator with "
+            f"{len(generator.inputs)} input(s); expected num_classes exactly "
+            f"when the generator takes [z, labels]."
+        )
+    latent_dim = int(generator.inputs[0].shape[-1])
+    image_shape = [int(size) for size in generator.outputs[0].shape[1:]]
 
-    def serve(z):
-        return {"images": tf.cast(generator(z, training=False), tf.float32)}
+    def checked_labels(labels):
+        checks = [
+            tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+            tf.debugging.assert_less(
+                labels,
+                tf.constant(num_classes, tf.int32),
+                message=f"labels must be below {num_classes}",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(labels)
 
-    def generate(seed, num_images):
+    def images_of(z, labels=None):
+        inputs = z if labels is None else [z, checked_labels(labels)]
+        return {"images": tf.cast(generator(inputs, training=False), tf.float32)}
+
+    def latents(seed, num_images):
         checks = [
             tf.debugging.assert_positive(
                 num_images, message="num_images must be positive"
@@ -69,26 +101,66 @@ def export_generator(generator, path, max_images: int = 4096) -> str:
             ),
         ]
         with tf.control_dependencies(checks):
-            z = noise.latent_noise(num_images, latent_dim, seed)
-        return serve(z)
+            return noise.latent_noise(num_images, latent_dim, seed)
 
+    z_spec = tf.TensorSpec((None, latent_dim), tf.float32, name="z")
+    seed_spec = tf.TensorSpec((), tf.int64, name="seed")
+    count_spec = tf.TensorSpec((), tf.int32, name="num_images")
+    labels_spec = tf.TensorSpec((None,), tf.int32, name="labels")
     archive = keras.export.ExportArchive()
     archive.track(generator)
-    archive.add_endpoint(
-        "serving_default",
-        serve,
-        input_signature=[tf.TensorSpec((None, latent_dim), tf.float32, name="z")],
-    )
-    archive.add_endpoint(
-        "generate",
-        generate,
-        input_signature=[
-            tf.TensorSpec((), tf.int64, name="seed"),
-            tf.TensorSpec((), tf.int32, name="num_images"),
-        ],
-    )
+    if conditional:
+
+        def generate(seed, num_images, labels):
+            z = latents(seed, num_images)
+            given = tf.size(labels) > 0
+            check = tf.debugging.Assert(
+                tf.logical_or(tf.logical_not(given), tf.size(labels) == num_images),
+                ["labels must be empty or hold num_images values"],
+            )
+            with tf.control_dependencies([check]):
+                labels = tf.cond(
+                    given,
+                    lambda: labels,
+                    lambda: tf.math.floormod(tf.range(num_images), num_classes),
+                )
+            return images_of(z, labels)
+
+        archive.add_endpoint(
+            "serving_default", images_of, input_signature=[z_spec, labels_spec]
+        )
+        archive.add_endpoint(
+            "generate", generate, input_signature=[seed_spec, count_spec, labels_spec]
+        )
+    else:
+        archive.add_endpoint("serving_default", images_of, input_signature=[z_spec])
+        archive.add_endpoint(
+            "generate",
+            lambda seed, num_images: images_of(latents(seed, num_images)),
+            input_signature=[seed_spec, count_spec],
+        )
     archive.write_out(str(path), verbose=False)
+    extra = os.path.join(str(path), "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with open(os.path.join(extra, "keras_gan.json"), "w") as file:
+        json.dump(
+            {
+                "latent_dim": latent_dim,
+                "image_shape": image_shape,
+                "num_classes": num_classes,
+            },
+            file,
+        )
     return str(path)
+
+
+def export_info(path) -> dict:
+    """Reads `assets.extra/keras_gan.json` of an export (`{}` if absent)."""
+    try:
+        with open(os.path.join(os.fspath(path), "assets.extra", "keras_gan.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def versions(base_dir) -> list[int]:
@@ -98,7 +170,9 @@ def versions(base_dir) -> list[int]:
     return sorted(int(name) for name in os.listdir(base_dir) if _VERSION.match(name))
 
 
-def export_version(generator, base_dir, max_images: int = 4096) -> str:
+def export_version(
+    generator, base_dir, max_images: int = 4096, num_classes: int | None = None
+) -> str:
     """Exports `generator` as the next integer version under `base_dir`.
 
     The SavedModel is written to a temporary folder inside `base_dir` and
@@ -109,7 +183,7 @@ def export_version(generator, base_dir, max_images: int = 4096) -> str:
     Args:
         generator: the generator `keras.Model`.
         base_dir: the model's base path, e.g. `saved_models/<name>`.
-        max_images: see `export_generator`.
+        max_images, num_classes: see `export_generator`.
 
     Returns:
         The path of the new version folder.
@@ -123,7 +197,9 @@ def export_version(generator, base_dir, max_images: int = 4096) -> str:
     # A dotted name: TF Serving ignores folders that are not integers.
     staging = tempfile.mkdtemp(prefix=".export-", dir=files.make_dirs(base_dir))
     try:
-        export_generator(generator, os.path.join(staging, "model"), max_images)
+        export_generator(
+            generator, os.path.join(staging, "model"), max_images, num_classes
+        )
         while True:
             version = (versions(base_dir) or [0])[-1] + 1
             target = os.path.join(base_dir, str(version))
@@ -168,6 +244,7 @@ def load_export(path):
             f"Cannot load the SavedModel at {path} ({type(error).__name__}: "
             f"{reason[:200]}); expected an intact export."
         ) from error
+    loaded.keras_gan_path = path
     if "generate" not in loaded.signatures:
         raise InputError(
             f"{path} has no 'generate' signature (found: "
@@ -182,21 +259,57 @@ def _default_rows(num_images: int) -> int:
     return max(d for d in range(1, math.isqrt(num_images) + 1) if num_images % d == 0)
 
 
-def sample_grid(saved_model_dir, output, num_images=64, seed=0, num_rows=None) -> str:
+def sample_grid(
+    saved_model_dir, output, num_images=None, seed=0, num_rows=None, labels=None
+) -> str:
     """Writes a PNG grid of images from an exported generator.
 
     Args:
         saved_model_dir: a version folder or a model's base folder.
         output: path of the PNG to write (replaced atomically).
-        num_images: how many images.
+        num_images: how many images; by default 64, or 8 per class for a
+            conditional export.
         seed: seed of the latents, as in `GAN.generate`.
-        num_rows: rows of the grid; by default as square as possible.
+        num_rows: rows of the grid; by default as square as possible, or one
+            row per class for a conditional export.
+        labels: conditional exports only: the classes to show, one row each
+            (default: every class).
 
     Returns:
         `output`.
     """
     if not os.fspath(output).lower().endswith(".png"):
         raise InputError(f"--output must name a .png file; received {output}.")
+    served = load_export(saved_model_dir)
+    num_classes = export_info(served.keras_gan_path).get("num_classes")
+    conditional = (
+        "labels" in served.signatures["generate"].structured_input_signature[1]
+    )
+    if conditional and not num_classes:
+        raise InputError(
+            f"{served.keras_gan_path} is a conditional export without "
+            f"assets.extra/keras_gan.json; expected an export written by keras_gan."
+        )
+    request = {"seed": tf.constant(seed, tf.int64)}
+    if conditional:
+        labels = list(range(num_classes)) if labels is None else list(labels)
+        if not labels or min(labels) < 0 or max(labels) >= num_classes:
+            raise InputError(
+                f"labels must be classes in [0, {num_classes - 1}]; received {labels}."
+            )
+        per_class = (num_images or 8 * len(labels)) // len(labels)
+        if per_class < 1 or (num_images and num_images % len(labels)):
+            raise InputError(
+                f"{num_images} images do not split evenly into {len(labels)} "
+                f"class rows; expected a multiple of {len(labels)}."
+            )
+        num_images, num_rows = per_class * len(labels), len(labels)
+        request["labels"] = tf.constant(np.repeat(labels, per_class), tf.int32)
+    elif labels is not None:
+        raise InputError(
+            "--labels is for conditional exports; this generator is unconditional."
+        )
+    num_images = num_images or 64
     if num_images < 1:
         raise InputError(f"num_images must be positive; received {num_images}.")
     num_rows = num_rows or _default_rows(num_images)
@@ -205,11 +318,9 @@ def sample_grid(saved_model_dir, output, num_images=64, seed=0, num_rows=None) -
             f"{num_images} images do not fill {num_rows} rows; expected a "
             f"number of rows that divides the number of images."
         )
-    served = load_export(saved_model_dir)
+    request["num_images"] = tf.constant(num_images)
     try:
-        generated = served.signatures["generate"](
-            seed=tf.constant(seed, tf.int64), num_images=tf.constant(num_images)
-        )["images"]
+        generated = served.signatures["generate"](**request)["images"]
     except tf.errors.InvalidArgumentError as error:
         raise InputError(
             f"The export refused the request: {error.message.splitlines()[0]}."

@@ -22,6 +22,7 @@ from keras_gan.errors import InputError
 from keras_gan.evaluation import Evaluator
 from keras_gan.gan import AUTO_STEPS_PER_EXECUTION
 from keras_gan.gan import GAN
+from keras_gan.gan import auto_jit_compile
 
 # Settings that define the model and its data: fixed for the life of a run.
 MODEL_SETTINGS = {
@@ -33,7 +34,18 @@ MODEL_SETTINGS = {
     "latent_dim": 100,
     "learning_rate": 2e-4,
     "seed": 0,
+    "conditional": False,
+    "gradient_penalty": 0.0,
+    "r1": 0.0,
+    "r2": 0.0,
+    "penalty_interval": 1,
+    "d_steps": 1,
+    "augment": None,
+    "ema": None,
+    "mixed_precision": None,
 }
+
+MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -149,9 +161,18 @@ def train(
     latent_dim: int | None = None,
     learning_rate: float | None = None,
     seed: int | None = None,
+    conditional: bool | None = None,
+    gradient_penalty: float | None = None,
+    r1: float | None = None,
+    r2: float | None = None,
+    penalty_interval: int | None = None,
+    d_steps: int | None = None,
+    augment: str | None = None,
+    ema: float | None = None,
+    mixed_precision: str | None = None,
     epochs: int = 30,
     steps_per_execution: int | str = "auto",
-    jit_compile: bool = True,
+    jit_compile: bool | str = "auto",
     resume: bool = False,
     runs_dir: str = "runs",
     export_dir: str = "saved_models",
@@ -177,10 +198,17 @@ def train(
         latent_dim: size of the latent vector.
         learning_rate: Adam learning rate of both players (beta_1=0.5).
         seed: seed of the data order and the training noise.
+        conditional: train a class-conditional model on (image, label) data.
+        gradient_penalty, r1, r2, penalty_interval, d_steps, augment: as in
+            `GAN.compile`.
+        ema: decay of the generator's weight average (e.g. 0.999), used for
+            grids, evaluation and exports; `None` for none.
+        mixed_precision: `"mixed_float16"` or `"mixed_bfloat16"`, or `None`
+            for float32.
         epochs: total number of epochs, counting those of a resumed run.
         steps_per_execution: training steps per compiled call; `"auto"` as in
             `GAN.compile`.
-        jit_compile: compile the step with XLA.
+        jit_compile: compile the step with XLA; `"auto"` as in `GAN.compile`.
         resume: continue `runs_dir/<name>` from its last epoch.
         runs_dir: parent folder of runs.
         export_dir: parent folder of exported generators.
@@ -208,8 +236,22 @@ def train(
         "latent_dim": latent_dim,
         "learning_rate": learning_rate,
         "seed": seed,
+        "conditional": conditional,
+        "gradient_penalty": gradient_penalty,
+        "r1": r1,
+        "r2": r2,
+        "penalty_interval": penalty_interval,
+        "d_steps": d_steps,
+        "augment": augment,
+        "ema": ema,
+        "mixed_precision": mixed_precision,
     }
     settings = resolve_settings(run_dir, resume, given)
+    if settings["mixed_precision"] not in (None, *MIXED_PRECISION):
+        raise InputError(
+            f"Unknown mixed precision policy {settings['mixed_precision']!r}; "
+            f"expected one of: {', '.join(MIXED_PRECISION)}."
+        )
     _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
     schedule = {
         "epochs": epochs,
@@ -237,21 +279,48 @@ def train(
         data_dir=settings["data_dir"],
         batch_size=settings["batch_size"],
         seed=settings["seed"],
+        with_labels=settings["conditional"],
     )
+    num_classes = None
+    if settings["conditional"]:
+        num_classes = data.num_classes(settings["dataset"], settings["data_dir"])
+    policy = keras.config.dtype_policy()
+    try:  # the networks' layers take the global policy when they are built
+        keras.config.set_dtype_policy(settings["mixed_precision"] or "float32")
+        generator, discriminator = networks.build(
+            settings["architecture"],
+            settings["latent_dim"],
+            data.image_shape(dataset_),
+            num_classes=num_classes,
+        )
+        gan = GAN(
+            generator,
+            discriminator,
+            seed=settings["seed"],
+            num_classes=num_classes,
+            ema_decay=settings["ema"],
+            name="gan",
+        )
+    finally:
+        keras.config.set_dtype_policy(policy)
+    if jit_compile == "auto":
+        jit_compile = auto_jit_compile(generator, discriminator)
     if steps_per_execution == "auto":
         steps_per_execution = AUTO_STEPS_PER_EXECUTION if jit_compile else 1
     steps_per_epoch = int(dataset_.cardinality())
     if steps_per_epoch > 0:
         # More would not run anyway, and would confuse the progress bar.
         steps_per_execution = min(steps_per_execution, steps_per_epoch)
-    generator, discriminator = networks.build(
-        settings["architecture"], settings["latent_dim"], data.image_shape(dataset_)
-    )
-    gan = GAN(generator, discriminator, seed=settings["seed"], name="gan")
     gan.compile(
         d_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         loss=settings["loss"],
+        gradient_penalty=settings["gradient_penalty"],
+        r1=settings["r1"],
+        r2=settings["r2"],
+        penalty_interval=settings["penalty_interval"],
+        d_steps=settings["d_steps"],
+        augment=settings["augment"],
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )

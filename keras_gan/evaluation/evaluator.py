@@ -9,8 +9,10 @@ n and under the same classifier (named by its weights' SHA-256).
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from keras_gan import data
+from keras_gan import export
 from keras_gan import images as pixel_ranges
 from keras_gan import noise
 from keras_gan.errors import InputError
@@ -218,6 +220,11 @@ class Evaluator:
         return result
 
 
+def loaded_path(loaded) -> str:
+    """The folder a SavedModel loaded by `keras_gan.export.load_export` came from."""
+    return getattr(loaded, "keras_gan_path", "")
+
+
 def from_saved_model(loaded, batch_size: int = 500):
     """Wraps an exported generator as `generate(num_images, seed)`.
 
@@ -233,13 +240,28 @@ def from_saved_model(loaded, batch_size: int = 500):
             "latent_dim); expected a generator exported by keras_gan."
         )
     latent_dim = int(spec.shape[-1])
+    conditional = "labels" in serve.structured_input_signature[1]
+    num_classes = None
+    if conditional:
+        num_classes = (export.export_info(loaded_path(loaded)) or {}).get("num_classes")
+        if not num_classes:
+            raise InputError(
+                "the conditional SavedModel lacks assets.extra/keras_gan.json "
+                "with its num_classes; expected an export written by keras_gan."
+            )
 
     def generate(num_images, seed=0):
+        # Conditional exports: classes cycle 0, 1, ..., as in GAN.generate.
         z = noise.latent_noise(num_images, latent_dim, int(seed))
-        batches = [
-            serve(z=z[start : start + batch_size])["images"].numpy()
-            for start in range(0, num_images, batch_size)
-        ]
+        batches = []
+        for start in range(0, num_images, batch_size):
+            inputs = {"z": z[start : start + batch_size]}
+            if conditional:
+                count = int(inputs["z"].shape[0])
+                inputs["labels"] = tf.math.floormod(
+                    tf.range(start, start + count), num_classes
+                )
+            batches.append(serve(**inputs)["images"].numpy())
         return np.concatenate(batches)
 
     return generate
