@@ -376,7 +376,9 @@ def evaluate(saved_model_dir, dataset, data_dir, num_samples, seed, inception, a
     evaluator = evaluation.Evaluator.for_dataset(
         dataset, data_dir, num_samples=num_samples, inception=inception
     )
-    result = evaluator.evaluate_generator(generate, seed=seed)
+    result = evaluator.evaluate_generator(
+        generate, seed=seed, num_classes=generate.num_classes
+    )
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -271,7 +271,9 @@ class Evaluate(keras.callbacks.Callback):
         if (epoch + 1) % self.every_n_epochs:
             logs.update(dict.fromkeys(SCALARS, math.nan))
             return
-        result = self.evaluator.evaluate_generator(self.model.generate, self.seed)
+        result = self.evaluator.evaluate_generator(
+            self.model.generate, self.seed, num_classes=self.model.num_classes
+        )
         result["epoch"] = epoch + 1
         self.results.append(result)
         for key in SCALARS:
@@ -280,7 +282,9 @@ class Evaluate(keras.callbacks.Callback):
             self.best_frechet_distance = result["frechet_distance"]
             if self.export_dir is not None:
                 path = export.export_version(
-                    self.model.inference_generator, self.export_dir
+                    self.model.inference_generator,
+                    self.export_dir,
+                    num_classes=self.model.num_classes,
                 )
                 self.best_exports.append(path)
         warning = collapse_warning(result, self.max_class_share)

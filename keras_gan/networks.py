@@ -89,7 +89,7 @@ def mlp_discriminator(
     x = layers.Flatten(name="flatten")(images)
     x = layers.Dense(hidden_units, name="hidden")(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="leaky_relu")(x)
-    logits = layers.Dense(1, name="logit")(x)
+    logits = layers.Dense(1, dtype="float32", name="logit")(x)
     return keras.Model(images, logits, name=name)
 
 

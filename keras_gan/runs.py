@@ -71,6 +71,11 @@ class RunResult:
     evaluations: list = dataclasses.field(default_factory=list)
 
 
+def _write_json(path, value):
+    with open(path, "w") as file:
+        json.dump(value, file, indent=2)
+
+
 def check_name(name: str) -> str:
     """Returns `name` if it is a safe single folder name, else raises."""
     if not name or not _NAME.match(name) or ".." in name:
@@ -369,6 +374,12 @@ def train(
     history = gan.fit(dataset_, epochs=epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
     files.atomic_write(os.path.join(run_dir, "gan.keras"), gan.save)
+    # This invocation's timing, for benchmarks and tables.
+    summary = {"epochs": epochs, "first_epoch": done, "train_seconds": seconds}
+    files.atomic_write(
+        os.path.join(run_dir, "summary.json"),
+        lambda path: _write_json(path, summary),
+    )
     exports = evaluate.best_exports if keep_best else exporter.exported
     return RunResult(
         run_dir=run_dir,

@@ -37,6 +37,7 @@ SCALARS = (
     "class_entropy",
     "rarest_class_share",
     "commonest_class_share",
+    "label_agreement",
 )
 
 
@@ -146,11 +147,14 @@ class Evaluator:
             )
         return cls(images, classifier, num_samples=num_samples, seed=seed)
 
-    def evaluate_images(self, images, _is_floor=False) -> dict:
+    def evaluate_images(self, images, labels=None, _is_floor=False) -> dict:
         """Scores `num_samples` generated images.
 
         Args:
             images: floats `(num_samples, H, W, C)` in [-1, 1].
+            labels: the classes a conditional generator was asked for, one
+                per image; adds `label_agreement`, the share of images the
+                classifier assigns to their requested class.
 
         Returns:
             A dict with the `SCALARS` (class-based ones `None` without a
@@ -185,6 +189,7 @@ class Evaluator:
             "commonest_class_share": None,
             "missing_classes": [],
             "class_shares": [],
+            "label_agreement": None,
         }
         if probabilities is not None:
             score, _ = metrics.inception_score(probabilities)
@@ -198,6 +203,9 @@ class Evaluator:
                 missing_classes=modes["missing_classes"],
                 class_shares=modes["shares"],
             )
+            if labels is not None:
+                predicted = np.argmax(probabilities, axis=-1)
+                result["label_agreement"] = float(np.mean(predicted == labels))
         result["num_samples"] = self.num_samples
         result["seconds"] = time.perf_counter() - start
         if not _is_floor:
@@ -209,13 +217,21 @@ class Evaluator:
             }
         return result
 
-    def evaluate_generator(self, generate, seed: int = 1) -> dict:
+    def evaluate_generator(self, generate, seed: int = 1, num_classes=None) -> dict:
         """Scores a generator: `generate(num_images, seed=...)` returns images.
 
-        `GAN.generate` fits, as does `from_saved_model(path)`.
+        `GAN.generate` fits, as does `from_saved_model(path)`. For a
+        conditional generator pass `num_classes`: both functions then make
+        classes 0, 1, ..., num_classes - 1, 0, 1, ... in turn, and the result
+        adds `label_agreement`.
         """
         start = time.perf_counter()
-        result = self.evaluate_images(generate(self.num_samples, seed=seed))
+        labels = None
+        if num_classes:
+            labels = np.arange(self.num_samples) % int(num_classes)
+        result = self.evaluate_images(
+            generate(self.num_samples, seed=seed), labels=labels
+        )
         result["seconds"] = time.perf_counter() - start
         return result
 
@@ -264,6 +280,7 @@ def from_saved_model(loaded, batch_size: int = 500):
             batches.append(serve(**inputs)["images"].numpy())
         return np.concatenate(batches)
 
+    generate.num_classes = num_classes
     return generate
 
 
@@ -292,7 +309,8 @@ def format_table(result: dict) -> str:
         value, floor = result[key], result["floor"][key]
         if value is None:
             continue
-        lines.append(f"{key:<24}{_fmt(value):>12}{_fmt(floor):>12}")
+        floor = "" if floor is None else _fmt(floor)
+        lines.append(f"{key:<24}{_fmt(value):>12}{floor:>12}")
     classifier = result["classifier"]
     accuracy = classifier["accuracy"]
     lines.append(
