@@ -73,8 +73,14 @@ def export_generator(
     latent_dim = int(generator.inputs[0].shape[-1])
     image_shape = [int(size) for size in generator.outputs[0].shape[1:]]
 
-    def checked_labels(labels):
+    def checked_labels(labels, z):
         checks = [
+            # Without it, one label would broadcast over a batch of latents.
+            tf.debugging.assert_equal(
+                tf.size(labels),
+                tf.shape(z)[0],
+                message="labels must hold one class per row of z",
+            ),
             tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
             tf.debugging.assert_less(
                 labels,
@@ -86,7 +92,7 @@ def export_generator(
             return tf.identity(labels)
 
     def images_of(z, labels=None):
-        inputs = z if labels is None else [z, checked_labels(labels)]
+        inputs = z if labels is None else [z, checked_labels(labels, z)]
         return {"images": tf.cast(generator(inputs, training=False), tf.float32)}
 
     def latents(seed, num_images):
@@ -322,9 +328,11 @@ def sample_grid(
     try:
         generated = served.signatures["generate"](**request)["images"]
     except tf.errors.InvalidArgumentError as error:
-        raise InputError(
-            f"The export refused the request: {error.message.splitlines()[0]}."
-        ) from error
+        # The message's first line is "Graph execution error:"; the reason is
+        # the first bracketed part of its "assertion failed: [...]" line.
+        reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
+        reason = reason.group(1) if reason else error.message.strip().splitlines()[0]
+        raise InputError(f"The export refused the request: {reason}.") from error
     grid = images.image_grid(generated, num_rows)
     files.make_dirs(os.path.dirname(os.path.abspath(output)))
     files.atomic_write(output, lambda staging: images.save_png(grid, staging))

@@ -156,7 +156,14 @@ class GAN(keras.Model):
         if self.conditional:
             if labels is None:
                 labels = default_labels(tf.shape(z)[0], self.num_classes)
-            return generator([z, tf.cast(labels, "int32")], training=training)
+            labels = tf.cast(labels, "int32")
+            # Without it, one label would broadcast over a batch of latents.
+            tf.debugging.assert_equal(
+                tf.size(labels),
+                tf.shape(z)[0],
+                message="labels must hold one class per row of z",
+            )
+            return generator([z, labels], training=training)
         return generator(z, training=training)
 
     @property
