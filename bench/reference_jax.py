@@ -26,7 +26,6 @@ Usage:
 import argparse
 import functools
 import math
-import time
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +85,19 @@ def adam_init(params):
     }
 
 
+def init_state(generator, discriminator, key, **others):
+    """The train step's state: both players' parameters, fresh Adam states,
+    the PRNG key of the noise, and `others` (e.g. batch-norm statistics)."""
+    return {
+        "generator": generator,
+        "discriminator": discriminator,
+        "d_adam": adam_init(discriminator),
+        "g_adam": adam_init(generator),
+        "key": key,
+        **others,
+    }
+
+
 def adam_update(params, gradients, state):
     """Adam as Keras 3 writes it (Kingma & Ba 2014, arXiv:1412.6980, alg. 1)."""
     step = state["step"] + 1.0
@@ -101,6 +113,18 @@ def adam_update(params, gradients, state):
         lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + EPSILON), params, m, v
     )
     return params, {"step": step, "m": m, "v": v}
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """-log D(x) - log(1 - D(G(z))), on logits: softplus(-l) = -log sigmoid(l)."""
+    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
+        jax.nn.softplus(fake_logits)
+    )
+
+
+def generator_loss(fake_logits):
+    """The non-saturating -log D(G(z)), on logits."""
+    return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
 def train_step(state, real_images, image_shape):
@@ -119,10 +143,9 @@ def train_step(state, real_images, image_shape):
     fake_images = generate(generator, z, image_shape)
 
     def d_loss_fn(discriminator):
-        real_logits = discriminate(discriminator, real_images)
-        fake_logits = discriminate(discriminator, fake_images)
-        return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
-            jax.nn.softplus(fake_logits)
+        return discriminator_loss(
+            discriminate(discriminator, real_images),
+            discriminate(discriminator, fake_images),
         )
 
     d_loss, d_gradients = jax.value_and_grad(d_loss_fn)(discriminator)
@@ -132,8 +155,8 @@ def train_step(state, real_images, image_shape):
     z = jax.random.normal(g_key, (batch_size, latent_dim))
 
     def g_loss_fn(generator):
-        logits = discriminate(discriminator, generate(generator, z, image_shape))
-        return jnp.mean(jax.nn.softplus(-logits))
+        images = generate(generator, z, image_shape)
+        return generator_loss(discriminate(discriminator, images))
 
     g_loss, g_gradients = jax.value_and_grad(g_loss_fn)(generator)
     generator, g_adam = adam_update(generator, g_gradients, state["g_adam"])
@@ -185,20 +208,18 @@ class Trainer:
         self.image_shape = tuple(images.shape[1:])
         self.images = jax.device_put(np.ascontiguousarray(images))
         weights_key, noise_key = jax.random.split(jax.random.key(seed))
-        generator, discriminator = init_params(
-            weights_key, latent_dim, math.prod(self.image_shape)
-        )
-        self.state = {
-            "generator": generator,
-            "discriminator": discriminator,
-            "d_adam": adam_init(discriminator),
-            "g_adam": adam_init(generator),
-            "key": noise_key,
-        }
+        self.state = self.init_state(weights_key, noise_key, latent_dim)
         self.order = np.random.default_rng(seed)
         self.steps_per_epoch = len(images) // batch_size
         self.batch_index = self.steps_per_epoch  # starts an epoch on first use
         self.permutation = None
+
+    def init_state(self, weights_key, noise_key, latent_dim):
+        """The first state of the train step, weights drawn with `weights_key`."""
+        generator, discriminator = init_params(
+            weights_key, latent_dim, math.prod(self.image_shape)
+        )
+        return init_state(generator, discriminator, noise_key)
 
     def _next_indices(self, num_steps):
         # (num_steps, batch) int32 row indices, crossing epochs as needed.
@@ -225,17 +246,17 @@ class Trainer:
         total = jnp.zeros((2,), jnp.float32)
         for _ in range(num_steps // self.steps_per_call):
             indices = self._next_indices(self.steps_per_call)
-            if self.steps_per_call == 1:
-                self.state, losses = _one_step(
-                    self.state, self.images, indices[0], self.image_shape
-                )
-            else:
-                self.state, losses = _scanned_steps(
-                    self.state, self.images, indices, self.image_shape
-                )
+            self.state, losses = self._call(indices)
             total = total + losses
         d_loss, g_loss = np.asarray(total) / num_steps  # waits for the steps
         return float(d_loss), float(g_loss)
+
+    def _call(self, indices):
+        """One jitted call on `indices` `(steps_per_call, batch)`; returns the
+        new state and the summed `(d_loss, g_loss)` of its steps."""
+        if self.steps_per_call == 1:
+            return _one_step(self.state, self.images, indices[0], self.image_shape)
+        return _scanned_steps(self.state, self.images, indices, self.image_shape)
 
 
 def main():
@@ -244,20 +265,17 @@ def main():
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--steps-per-call", type=int, default=1)
     args = parser.parse_args()
-    images = np.random.default_rng(0).uniform(-1, 1, (60_000, 28, 28, 1))
-    trainer = Trainer(
-        images.astype(np.float32),
+    import speed  # the data and timing of speed.py's workers
+
+    steps_per_call = args.steps_per_call
+    images = speed.synthetic_images()
+    trainer = Trainer(images, args.batch_size, steps_per_call=steps_per_call)
+    speed.time_reference(
+        f"JAX jit ({steps_per_call} steps per call)",
+        trainer,
         args.batch_size,
-        steps_per_call=args.steps_per_call,
-    )
-    trainer.run(args.steps_per_call * 2)  # compile and warm up
-    start = time.perf_counter()
-    d_loss, g_loss = trainer.run(args.steps)
-    seconds = time.perf_counter() - start
-    print(
-        f"JAX jit ({args.steps_per_call} steps per call): "
-        f"{args.steps / seconds:.0f} steps/s at batch {args.batch_size}, "
-        f"d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+        args.steps,
+        warmup=steps_per_call * 2,  # compile and warm up
     )
 
 

@@ -6,9 +6,9 @@ functions in NHWC: parameters are dicts of arrays, convolutions are
 `jax.lax.conv_general_dilated` and `jax.lax.conv_transpose` with "SAME"
 padding, batch normalisation is written out (Keras's epsilon 1e-3 and
 momentum 0.99, moving statistics updated on every training-mode call), and
-the whole step is one `jax.jit` function. Adam is `reference_jax`'s
-hand-written one (Keras's formula; optax is not installed). It imports
-nothing from keras_gan or TensorFlow.
+the whole step is one `jax.jit` function. Adam, the losses and the data order
+are `reference_jax`'s (a hand-written Adam with Keras's formula; optax is not
+installed). It imports nothing from keras_gan or TensorFlow.
 
     G: z (100) -> Dense 7*7*128 (no bias) BN ReLU -> reshape (7, 7, 128)
        -> ConvTranspose 64, 4x4, stride 2 (no bias) BN ReLU  # (14, 14, 64)
@@ -28,11 +28,9 @@ Usage:
 import argparse
 import functools
 import math
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import reference_jax
 
 LATENT_DIM = 100
@@ -152,10 +150,9 @@ def train_step(state, real_images):
     fake_images, stats = generate(generator, state["generator_stats"], z)
 
     def d_loss_fn(discriminator):
-        real_logits = discriminate(discriminator, real_images)
-        fake_logits = discriminate(discriminator, fake_images)
-        return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(
-            jax.nn.softplus(fake_logits)
+        return reference_jax.discriminator_loss(
+            discriminate(discriminator, real_images),
+            discriminate(discriminator, fake_images),
         )
 
     d_loss, d_gradients = jax.value_and_grad(d_loss_fn)(discriminator)
@@ -169,7 +166,7 @@ def train_step(state, real_images):
     def g_loss_fn(generator):
         images, new_stats = generate(generator, stats, z)
         logits = discriminate(discriminator, images)
-        return jnp.mean(jax.nn.softplus(-logits)), new_stats
+        return reference_jax.generator_loss(logits), new_stats
 
     (g_loss, stats), g_gradients = jax.value_and_grad(g_loss_fn, has_aux=True)(
         generator
@@ -197,7 +194,7 @@ def _one_step(state, images, indices):
 class Trainer(reference_jax.Trainer):
     """Trains the DCGAN on in-memory images, one jitted call per step.
 
-    The data order is `reference_jax.Trainer`'s.
+    The data order and the loop are `reference_jax.Trainer`'s.
 
     Args:
         images: float32 array `(N, 28, 28, 1)` in [-1, 1].
@@ -207,35 +204,18 @@ class Trainer(reference_jax.Trainer):
     """
 
     def __init__(self, images, batch_size=128, seed=0, latent_dim=LATENT_DIM):
-        self.batch_size = batch_size
-        self.steps_per_call = 1
-        self.image_shape = tuple(images.shape[1:])
-        self.images = jax.device_put(np.ascontiguousarray(images))
-        weights_key, noise_key = jax.random.split(jax.random.key(seed))
-        generator, stats, discriminator = init_params(weights_key, latent_dim)
-        self.state = {
-            "generator": generator,
-            "generator_stats": stats,
-            "discriminator": discriminator,
-            "d_adam": reference_jax.adam_init(discriminator),
-            "g_adam": reference_jax.adam_init(generator),
-            "key": noise_key,
-        }
-        self.order = np.random.default_rng(seed)
-        self.steps_per_epoch = len(images) // batch_size
-        self.batch_index = self.steps_per_epoch  # starts an epoch on first use
-        self.permutation = None
+        super().__init__(
+            images, batch_size, seed, steps_per_call=1, latent_dim=latent_dim
+        )
 
-    def run(self, num_steps):
-        """Trains `num_steps` steps and waits for them; returns their mean
-        `(d_loss, g_loss)`."""
-        total = jnp.zeros((2,), jnp.float32)
-        for _ in range(num_steps):
-            indices = self._next_indices(1)[0]
-            self.state, losses = _one_step(self.state, self.images, indices)
-            total = total + losses
-        d_loss, g_loss = np.asarray(total) / num_steps  # waits for the steps
-        return float(d_loss), float(g_loss)
+    def init_state(self, weights_key, noise_key, latent_dim):
+        generator, stats, discriminator = init_params(weights_key, latent_dim)
+        return reference_jax.init_state(
+            generator, discriminator, noise_key, generator_stats=stats
+        )
+
+    def _call(self, indices):
+        return _one_step(self.state, self.images, indices[0])
 
 
 def main():
@@ -243,15 +223,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=64)
     args = parser.parse_args()
-    images = np.random.default_rng(0).uniform(-1, 1, (60_000, 28, 28, 1))
-    trainer = Trainer(images.astype(np.float32), args.batch_size)
-    trainer.run(2)  # compile and warm up
-    start = time.perf_counter()
-    d_loss, g_loss = trainer.run(args.steps)
-    seconds = time.perf_counter() - start
-    print(
-        f"JAX jit DCGAN: {args.steps / seconds:.1f} steps/s at batch "
-        f"{args.batch_size}, d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+    import speed  # the data and timing of speed.py's workers
+
+    trainer = Trainer(speed.synthetic_images(), args.batch_size)
+    speed.time_reference(
+        "JAX jit DCGAN",
+        trainer,
+        args.batch_size,
+        args.steps,
+        warmup=2,  # compile and warm up
+        rate_digits=1,
     )
 
 

@@ -21,18 +21,21 @@ player and the non-saturating loss on logits, one D and one G update a step:
   `train_step` that does the same, as in Keras's "GAN overriding train_step"
   example, without XLA.
 
+Both read `reference_tf.endless_pipeline`'s batches and use its `bce`;
+`TFFunctionTrainer` runs `reference_tf.Trainer`'s loop.
+
 Usage:
 
     python bench/reference_keras_dcgan.py --trainer tf_function --steps 64
 """
 
 import argparse
-import time
 
 import keras
-import numpy as np
+import reference_tf
 import tensorflow as tf
 from keras import layers
+from reference_tf import bce
 
 LATENT_DIM = 100
 FILTERS = 64
@@ -79,27 +82,9 @@ def make_optimizer():
     return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
 
 
-def make_dataset(images, batch_size, seed):
-    """In-memory float32 images -> shuffled batches, reshuffled each epoch,
-    repeated without end."""
-    dataset = tf.data.Dataset.from_tensor_slices(images).cache()
-    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=True).repeat()
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _bce(logits, label):
-    labels = tf.fill(tf.shape(logits), label)
-    return tf.reduce_mean(
-        tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-    )
-
-
-class TFFunctionTrainer:
+class TFFunctionTrainer(reference_tf.Trainer):
     """A `@tf.function` step (no XLA) on the Keras networks, `run(num_steps)`
     steps at a time; returns the mean `(d_loss, g_loss)` of those steps."""
-
-    steps_per_call = 1
 
     def __init__(self, images, batch_size=128, seed=0, latent_dim=LATENT_DIM):
         keras.utils.set_random_seed(seed)  # the initial weights
@@ -116,7 +101,7 @@ class TFFunctionTrainer:
             z = noise.normal((batch_size, latent_dim))
             fake_images = generator(z, training=True)
             with tf.GradientTape() as tape:
-                d_loss = _bce(discriminator(real_images, training=True), 1.0) + _bce(
+                d_loss = bce(discriminator(real_images, training=True), 1.0) + bce(
                     discriminator(fake_images, training=True), 0.0
                 )
             variables = discriminator.trainable_variables
@@ -126,20 +111,13 @@ class TFFunctionTrainer:
             z = noise.normal((batch_size, latent_dim))
             with tf.GradientTape() as tape:
                 logits = discriminator(generator(z, training=True), training=True)
-                g_loss = _bce(logits, 1.0)
+                g_loss = bce(logits, 1.0)
             variables = generator.trainable_variables
             g_optimizer.apply(tape.gradient(g_loss, variables), variables)
             self.loss_sums.assign_add(tf.stack([d_loss, g_loss]))
 
         self.train_step = train_step
-        self.iterator = iter(make_dataset(images, batch_size, seed))
-
-    def run(self, num_steps):
-        self.loss_sums.assign([0.0, 0.0])
-        for _ in range(num_steps):
-            self.train_step(next(self.iterator))
-        d_sum, g_sum = self.loss_sums.numpy() / num_steps  # waits for the steps
-        return float(d_sum), float(g_sum)
+        self.iterator = iter(reference_tf.endless_pipeline(images, batch_size, seed))
 
 
 class MinimalGAN(keras.Model):
@@ -170,7 +148,7 @@ class MinimalGAN(keras.Model):
         z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
         fake_images = self.generator(z, training=True)
         with tf.GradientTape() as tape:
-            d_loss = _bce(self.discriminator(real_images, training=True), 1.0) + _bce(
+            d_loss = bce(self.discriminator(real_images, training=True), 1.0) + bce(
                 self.discriminator(fake_images, training=True), 0.0
             )
         variables = self.discriminator.trainable_variables
@@ -180,7 +158,7 @@ class MinimalGAN(keras.Model):
         z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
         with tf.GradientTape() as tape:
             logits = self.discriminator(self.generator(z, training=True), training=True)
-            g_loss = _bce(logits, 1.0)
+            g_loss = bce(logits, 1.0)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply(tape.gradient(g_loss, variables), variables)
 
@@ -205,7 +183,7 @@ class FitTrainer:
         )
         self.gan.d_optimizer.build(self.gan.discriminator.trainable_variables)
         self.gan.g_optimizer.build(self.gan.generator.trainable_variables)
-        self.dataset = make_dataset(images, batch_size, seed)
+        self.dataset = reference_tf.endless_pipeline(images, batch_size, seed)
 
     def run(self, num_steps):
         history = self.gan.fit(
@@ -223,15 +201,11 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=64)
     args = parser.parse_args()
-    images = np.random.default_rng(0).uniform(-1, 1, (60_000, 28, 28, 1))
-    trainer = TRAINERS[args.trainer](images.astype(np.float32), args.batch_size)
-    trainer.run(4)  # trace and warm up
-    start = time.perf_counter()
-    d_loss, g_loss = trainer.run(args.steps)
-    seconds = time.perf_counter() - start
-    print(
-        f"{args.trainer}: {args.steps / seconds:.1f} steps/s at batch "
-        f"{args.batch_size}, d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+    import speed  # the data and timing of speed.py's workers
+
+    trainer = TRAINERS[args.trainer](speed.synthetic_images(), args.batch_size)
+    speed.time_reference(
+        args.trainer, trainer, args.batch_size, args.steps, warmup=4, rate_digits=1
     )
 
 

@@ -159,6 +159,23 @@ def make_pipeline(images_uint8, batch_size=64, seed=0):
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def endless_pipeline(images, batch_size=64, seed=0):
+    """float32 `(N, H, W, C)` in memory, already in [-1, 1] -> batches,
+    reshuffled each epoch, crossing epochs without end."""
+    dataset = tf.data.Dataset.from_tensor_slices(images).cache()
+    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True).repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def bce(logits, label):
+    """Mean binary cross-entropy of `logits` against a constant `label`."""
+    labels = tf.fill(tf.shape(logits), label)
+    return tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+    )
+
+
 def make_train_step(model, batch_size, seed=0, xla=False):
     """The reference's step on `model` (a `ReferenceGAN`), with its own Adams.
 
@@ -173,12 +190,6 @@ def make_train_step(model, batch_size, seed=0, xla=False):
     g_optimizer = Adam(generator.trainable_variables)
     noise = tf.random.Generator.from_seed(seed, alg="philox")
     loss_sums = tf.Variable(tf.zeros((2,)), trainable=False)  # (d_loss, g_loss)
-
-    def bce(logits, label):
-        labels = tf.fill(tf.shape(logits), label)
-        return tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-        )
 
     @tf.function(jit_compile=xla)
     def train_step(real_images):
@@ -201,6 +212,37 @@ def make_train_step(model, batch_size, seed=0, xla=False):
         loss_sums.assign_add(tf.stack([d_loss, g_loss]))
 
     return train_step, loss_sums
+
+
+class Trainer:
+    """The reference's step on in-memory images, `run(num_steps)` steps at a
+    time: bench/speed.py's `tf_function` rows.
+
+    The step is `make_train_step`'s, the one `train_reference` runs; the
+    batches come from `endless_pipeline`, so windows cross epochs.
+
+    Args:
+        images: float32 array `(N, H, W, C)` in [-1, 1].
+        batch_size: images per step.
+        seed: seed of the weights, the order of the images and the latents.
+        xla: whether the step is compiled with XLA (`jit_compile=True`).
+        latent_dim: size of the latent vector.
+    """
+
+    steps_per_call = 1
+
+    def __init__(self, images, batch_size=64, seed=0, xla=False, latent_dim=100):
+        model = ReferenceGAN(latent_dim, images.shape[1:], seed)
+        self.train_step, self.loss_sums = make_train_step(model, batch_size, seed, xla)
+        self.iterator = iter(endless_pipeline(images, batch_size, seed))
+
+    def run(self, num_steps):
+        """Trains `num_steps` steps; returns their mean `(d_loss, g_loss)`."""
+        self.loss_sums.assign([0.0, 0.0])
+        for _ in range(num_steps):
+            self.train_step(next(self.iterator))
+        d_sum, g_sum = self.loss_sums.numpy() / num_steps  # waits for the steps
+        return float(d_sum), float(g_sum)
 
 
 def train_reference(

@@ -25,7 +25,6 @@ Usage:
 import argparse
 import math
 import os
-import time
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -97,8 +96,9 @@ class Trainer:
         self.batch_size = batch_size
         self.latent_dim = latent_dim
         self.images = torch.from_numpy(np.ascontiguousarray(images))
-        self.generator = Generator(latent_dim, images.shape[1:])
-        self.discriminator = Discriminator(images.shape[1:])
+        self.generator, self.discriminator = self.build_networks(
+            latent_dim, images.shape[1:]
+        )
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), **ADAM)
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), **ADAM)
         self.noise = torch.Generator().manual_seed(seed)
@@ -108,6 +108,11 @@ class Trainer:
         self.permutation = None
         self.ones = torch.ones(batch_size, 1)
         self.zeros = torch.zeros(batch_size, 1)
+
+    @staticmethod
+    def build_networks(latent_dim, image_shape):
+        """`(generator, discriminator)`, weights drawn from torch's global seed."""
+        return Generator(latent_dim, image_shape), Discriminator(image_shape)
 
     def _next_batch(self):
         if self.batch_index == self.steps_per_epoch:
@@ -160,15 +165,11 @@ def main():
     parser.add_argument("--steps", type=int, default=512)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    images = np.random.default_rng(0).uniform(-1, 1, (60_000, 28, 28, 1))
-    trainer = Trainer(images.astype(np.float32), args.batch_size, threads=args.threads)
-    trainer.run(16)  # warm-up
-    start = time.perf_counter()
-    d_loss, g_loss = trainer.run(args.steps)
-    seconds = time.perf_counter() - start
-    print(
-        f"PyTorch eager: {args.steps / seconds:.0f} steps/s at batch "
-        f"{args.batch_size}, d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+    import speed  # the data and timing of speed.py's workers
+
+    trainer = Trainer(speed.synthetic_images(), args.batch_size, threads=args.threads)
+    speed.time_reference(
+        "PyTorch eager", trainer, args.batch_size, args.steps, warmup=16
     )
 
 

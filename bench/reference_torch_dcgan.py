@@ -26,12 +26,10 @@ Usage:
 
 import argparse
 import os
-import time
 
 if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import reference_torch  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -100,27 +98,13 @@ class Trainer(reference_torch.Trainer):
     """
 
     def __init__(self, images, batch_size=128, seed=0, latent_dim=100, threads=None):
-        if threads:
-            torch.set_num_threads(threads)
-        torch.manual_seed(seed)
-        self.batch_size = batch_size
-        self.latent_dim = latent_dim
         # (N, 28, 28, 1) -> (N, 1, 28, 28), once: PyTorch's layout.
-        self.images = torch.from_numpy(
-            np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-        )
-        self.generator = Generator(latent_dim)
-        self.discriminator = Discriminator()
-        adam = reference_torch.ADAM  # Keras's Adam: (2e-4, (0.5, 0.999), 1e-7)
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), **adam)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), **adam)
-        self.noise = torch.Generator().manual_seed(seed)
-        self.order = torch.Generator().manual_seed(seed + 1)
-        self.steps_per_epoch = len(images) // batch_size
-        self.batch_index = self.steps_per_epoch  # starts an epoch on first use
-        self.permutation = None
-        self.ones = torch.ones(batch_size, 1)
-        self.zeros = torch.zeros(batch_size, 1)
+        images = images.transpose(0, 3, 1, 2)
+        super().__init__(images, batch_size, seed, latent_dim, threads)
+
+    @staticmethod
+    def build_networks(latent_dim, image_shape):
+        return Generator(latent_dim), Discriminator()
 
 
 def main():
@@ -129,15 +113,16 @@ def main():
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    images = np.random.default_rng(0).uniform(-1, 1, (60_000, 28, 28, 1))
-    trainer = Trainer(images.astype(np.float32), args.batch_size, threads=args.threads)
-    trainer.run(4)  # warm-up
-    start = time.perf_counter()
-    d_loss, g_loss = trainer.run(args.steps)
-    seconds = time.perf_counter() - start
-    print(
-        f"PyTorch eager DCGAN: {args.steps / seconds:.1f} steps/s at batch "
-        f"{args.batch_size}, d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+    import speed  # the data and timing of speed.py's workers
+
+    trainer = Trainer(speed.synthetic_images(), args.batch_size, threads=args.threads)
+    speed.time_reference(
+        "PyTorch eager DCGAN",
+        trainer,
+        args.batch_size,
+        args.steps,
+        warmup=4,
+        rate_digits=1,
     )
 
 

@@ -54,6 +54,10 @@ Columns:
 - `d_loss / g_loss`: means over the last timed window, a sanity check only;
   the frameworks draw different noise.
 
+bench/speed_dcgan.py runs the same harness (the workers, the rounds, the
+table and the report helpers below) with its own implementations, FLOPs and
+peaks.
+
 The startup rows time `python cli.py train --dataset digits` through
 bench/startup_probe.py, which runs the real CLI code path in a fresh process
 and marks the moments (see there); `python cli.py train --epochs 1` itself is
@@ -91,6 +95,7 @@ HIDDEN_UNITS = 128
 NUM_IMAGES = 60_000
 SEED = 0
 RESULT_MARKER = "SPEED_RESULT "
+SCRIPT = os.path.abspath(__file__)  # the workers' command
 
 # name -> (label, extra environment; None removes the variable)
 IMPLEMENTATIONS = {
@@ -108,14 +113,28 @@ IMPLEMENTATIONS = {
     "jax_jit": ("jax.jit, 1 step/call", {"JAX_PLATFORMS": "cpu"}),
     "jax_scan": ("jax.jit + lax.scan, 32 steps/call", {"JAX_PLATFORMS": "cpu"}),
 }
-# All cores each; "torch_1thread" shows what one core does, for scale.
-GEMM_LIBRARIES = ("numpy", "tensorflow", "torch", "jax", "torch_1thread")
+# All cores each: the peak; "torch_1thread" shows what one core does, for scale.
+PEAK_GEMMS = ("numpy", "tensorflow", "torch", "jax")
+GEMM_LIBRARIES = (*PEAK_GEMMS, "torch_1thread")
 
 
 def synthetic_images(num_images=NUM_IMAGES, seed=SEED):
     """float32 `(num_images, 28, 28, 1)`, uniform in [-1, 1]; 188 MB for 60,000."""
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.0, 1.0, (num_images, *IMAGE_SHAPE)).astype(np.float32)
+
+
+def time_reference(label, trainer, batch_size, steps, warmup, rate_digits=0):
+    """A reference module run alone: `warmup` untimed steps, then `steps`
+    timed ones; prints one line with the steps/s and the mean losses."""
+    trainer.run(warmup)
+    start = time.perf_counter()
+    d_loss, g_loss = trainer.run(steps)
+    seconds = time.perf_counter() - start
+    print(
+        f"{label}: {steps / seconds:.{rate_digits}f} steps/s at batch "
+        f"{batch_size}, d_loss {d_loss:.3f}, g_loss {g_loss:.3f}"
+    )
 
 
 def step_flops(batch_size, latent_dim=LATENT_DIM, hidden=HIDDEN_UNITS, pixels=784):
@@ -150,50 +169,26 @@ class KerasGANTrainer:
         self.dataset = keras_gan.data.dataset_from_arrays(
             images, batch_size=batch_size, seed=SEED
         ).repeat()
-        self.gan = keras_gan.GAN(
-            keras_gan.networks.mlp_generator(LATENT_DIM, IMAGE_SHAPE),
-            keras_gan.networks.mlp_discriminator(IMAGE_SHAPE),
-            seed=SEED,
-        )
+        self.gan = keras_gan.GAN(*self.build_networks(), seed=SEED)
         self.gan.compile(**compile_kwargs)
         self.steps_per_call = int(self.gan.steps_per_execution)
+
+    @staticmethod
+    def build_networks():
+        """`(generator, discriminator)`: the seed MLP pair (speed_dcgan.py's
+        subclass builds the DCGAN pair)."""
+        import keras_gan
+
+        return (
+            keras_gan.networks.mlp_generator(LATENT_DIM, IMAGE_SHAPE),
+            keras_gan.networks.mlp_discriminator(IMAGE_SHAPE),
+        )
 
     def run(self, num_steps):
         history = self.gan.fit(
             self.dataset, epochs=1, steps_per_epoch=num_steps, verbose=0
         ).history
         return history["d_loss"][-1], history["g_loss"][-1]
-
-
-class TFReferenceTrainer:
-    """bench/reference_tf.py's networks, Adam, step and tf.data pipeline.
-
-    The step is `reference_tf.make_train_step`, the one `train_reference`
-    runs; its pipeline is `make_pipeline`'s without the uint8 -> [-1, 1]
-    scaling (these images are float already).
-    """
-
-    steps_per_call = 1
-
-    def __init__(self, images, batch_size, xla):
-        import reference_tf
-        import tensorflow as tf
-
-        model = reference_tf.ReferenceGAN(LATENT_DIM, images.shape[1:], SEED)
-        self.train_step, self.loss_sums = reference_tf.make_train_step(
-            model, batch_size, SEED, xla
-        )
-        dataset = tf.data.Dataset.from_tensor_slices(images).cache()
-        dataset = dataset.shuffle(len(images), seed=SEED, reshuffle_each_iteration=True)
-        dataset = dataset.batch(batch_size, drop_remainder=True).repeat()
-        self.iterator = iter(dataset.prefetch(tf.data.AUTOTUNE))
-
-    def run(self, num_steps):
-        self.loss_sums.assign([0.0, 0.0])
-        for _ in range(num_steps):
-            self.train_step(next(self.iterator))
-        d_sum, g_sum = self.loss_sums.numpy() / num_steps  # waits for the steps
-        return float(d_sum), float(g_sum)
 
 
 def make_trainer(name, images, batch_size):
@@ -208,7 +203,10 @@ def make_trainer(name, images, batch_size):
             images, batch_size, {"jit_compile": False, "steps_per_execution": 1}
         )
     if name in ("tf_function", "tf_function_xla"):
-        return TFReferenceTrainer(images, batch_size, xla=name.endswith("xla"))
+        import reference_tf
+
+        xla = name.endswith("xla")
+        return reference_tf.Trainer(images, batch_size, SEED, xla, LATENT_DIM)
     if name.startswith("torch"):
         import reference_torch
 
@@ -262,14 +260,18 @@ def _round_up(steps, multiple):
     return max(multiple, math.ceil(steps / multiple) * multiple)
 
 
-def run_worker(name, batch_size, steps, warmup, repeats):
+def run_worker(name, batch_size, steps, warmup, repeats, make_trainer=make_trainer):
+    """Times `make_trainer(name, images, batch_size)`: a first call, `warmup`
+    steps, then `repeats` windows of `steps` steps (both rounded up to whole
+    calls); returns the JSON-ready result the parent reads."""
     images = synthetic_images()
     started = time.perf_counter()
     trainer = make_trainer(name, images, batch_size)
     built = time.perf_counter()
     trainer.run(trainer.steps_per_call)
     first_call = time.perf_counter() - built
-    trainer.run(_round_up(warmup, trainer.steps_per_call))
+    if warmup:
+        trainer.run(_round_up(warmup, trainer.steps_per_call))
     steps = _round_up(steps, trainer.steps_per_call)
     windows = []
     for _ in range(repeats):
@@ -331,13 +333,23 @@ def gemm_worker(library, size=2048, repeats=20):
 
     else:
         raise ValueError(f"Unknown library {library!r}; expected {GEMM_LIBRARIES}.")
-    matmul()  # warm-up (and compile, for JAX)
+    return {
+        "library": library,
+        "version": version,
+        "gflops": best_gflops(matmul, size, repeats),
+    }
+
+
+def best_gflops(matmul, size, repeats=20):
+    """GFLOP/s of the fastest of `repeats` calls of `matmul`, a `size`^3
+    GEMM, after one untimed call (warm-up, and compile for JAX)."""
+    matmul()
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         matmul()
         best = min(best, time.perf_counter() - start)
-    return {"library": library, "version": version, "gflops": 2 * size**3 / best / 1e9}
+    return 2 * size**3 / best / 1e9
 
 
 # ----------------------------------------------------------------------------
@@ -355,17 +367,21 @@ def _environment(changes):
     return env
 
 
-def _spawn(arguments, env_changes, timeout):
-    """Runs `speed.py --worker ...` in a fresh process; returns its JSON result."""
-    command = [sys.executable, os.path.abspath(__file__), *arguments]
-    completed = subprocess.run(
-        command,
-        env=_environment(env_changes),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def _spawn(arguments, env_changes, timeout, script=SCRIPT):
+    """Runs `script --worker ...` (or `--gemm`) in a fresh process; returns
+    its JSON result, or `{"error": ...}`."""
+    command = [sys.executable, script, *arguments]
+    try:
+        completed = subprocess.run(
+            command,
+            env=_environment(env_changes),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
     for line in completed.stdout.splitlines():
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER) :])
@@ -373,39 +389,67 @@ def _spawn(arguments, env_changes, timeout):
     return {"error": f"exit code {completed.returncode}: " + " | ".join(tail)}
 
 
-def measure_gemm(timeout, when):
+def measure_gemm(timeout, when, libraries=GEMM_LIBRARIES, script=SCRIPT):
     results = {}
-    for library in GEMM_LIBRARIES:
+    for library in libraries:
         env = {"OMP_WAIT_POLICY": "PASSIVE", "JAX_PLATFORMS": "cpu"}
-        result = _spawn(["--gemm", library], env, timeout)
+        result = _spawn(["--gemm", library], env, timeout, script)
         results[library] = result
         shown = f"{result['gflops']:.1f} GFLOP/s" if "gflops" in result else result
         print(f"GEMM at the {when}, {library}: {shown}", flush=True)
     return results
 
 
-def gemm_peak(*measurements):
-    """The best all-core GEMM rate seen, in GFLOP/s."""
+def gemm_peak(*measurements, libraries=PEAK_GEMMS):
+    """The best GEMM rate of `libraries` seen, in GFLOP/s; 0 if none ran."""
     return max(
-        result.get("gflops", 0.0)
-        for results in measurements
-        for library, result in results.items()
-        if library != "torch_1thread"
+        (
+            results[library].get("gflops", 0.0)
+            for results in measurements
+            for library in libraries
+            if library in results
+        ),
+        default=0.0,
     )
 
 
-def measure_run(name, batch_size, args):
+def measure_run(name, batch_size, args, implementations=IMPLEMENTATIONS, script=SCRIPT):
     """One worker process for one implementation and batch size."""
     load_before = os.getloadavg()[0]
     arguments = ["--worker", name, "--batch-size", str(batch_size)]
     arguments += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     arguments += ["--repeats", str(args.repeats)]
-    try:
-        run = _spawn(arguments, IMPLEMENTATIONS[name][1], args.timeout)
-    except subprocess.TimeoutExpired:
-        run = {"error": f"timed out after {args.timeout} s"}
+    run = _spawn(arguments, implementations[name][1], args.timeout, script)
     run.update(load_before=load_before, load_after=os.getloadavg()[0])
     return run
+
+
+def measure_rows(
+    names, args, implementations=IMPLEMENTATIONS, script=SCRIPT, rate_digits=0
+):
+    """Runs each implementation at each of `args.batch_sizes`, `args.rounds`
+    times over, and returns one `merge_runs` row per pair; prints each run's
+    windows in steps/s with `rate_digits` decimals as it ends."""
+    # Rounds interleave the implementations, so that a change in the
+    # machine's load falls on all of them rather than on one.
+    plan = [(name, batch_size) for batch_size in args.batch_sizes for name in names]
+    runs = {key: [] for key in plan}
+    for round_index in range(args.rounds):
+        for name, batch_size in plan:
+            run = measure_run(name, batch_size, args, implementations, script)
+            runs[name, batch_size].append(run)
+            summary = run.get("error") or ", ".join(
+                f"{run['steps'] / window['seconds']:.{rate_digits}f}"
+                for window in run["windows"]
+            ) + (
+                f" steps/s; first call {run['first_call_s']:.1f} s; other "
+                f"cores {statistics.mean(w['other_cores'] for w in run['windows']):.2f}"
+            )
+            print(f"round {round_index + 1}, {name} @ {batch_size}: {summary}")
+    return [
+        merge_runs(name, batch_size, runs[name, batch_size])
+        for name, batch_size in plan
+    ]
 
 
 def merge_runs(name, batch_size, runs):
@@ -503,13 +547,14 @@ def _startup_phases(spawned, marks):
     }  # fmt: skip
 
 
-def _format_row(row, peak_gflops, baseline):
-    label = IMPLEMENTATIONS[row["implementation"]][0]
+def _format_row(row, label, flops, peak, baseline, rate_digits):
     if "error" in row:
         error = row["error"].replace("|", "/")[:300]
         return f"| {label} | {row['batch_size']} | {error} |"
     steps_per_s = row["steps_per_s"]
-    gflops = steps_per_s * step_flops(row["batch_size"]) / 1e9
+    gflops = steps_per_s * flops(row["batch_size"]) / 1e9
+    peak_gflops, mark = peak
+    share = f"{100 * gflops / peak_gflops:.1f}" + (f" {mark}" if mark else "")
     ratio = "-"
     if baseline:
         ratio = (
@@ -520,11 +565,11 @@ def _format_row(row, peak_gflops, baseline):
     cells = [
         label,
         str(row["batch_size"]),
-        f"{steps_per_s:.0f}",
-        f"{row['best_steps_per_s']:.0f}",
+        f"{steps_per_s:.{rate_digits}f}",
+        f"{row['best_steps_per_s']:.{rate_digits}f}",
         f"{steps_per_s * row['batch_size']:,.0f}",
         f"{gflops:.1f}",
-        f"{100 * gflops / peak_gflops:.1f}",
+        share,
         ratio,
         f"{row['first_call_s']:.2f}",
         f"{row['own_cores']:.2f}",
@@ -536,7 +581,26 @@ def _format_row(row, peak_gflops, baseline):
     return "| " + " | ".join(cells) + " |"
 
 
-def format_speed_table(rows, peak_gflops):
+def format_speed_table(
+    rows,
+    peak_gflops,
+    implementations=IMPLEMENTATIONS,
+    flops=step_flops,
+    rate_digits=0,
+    other_peaks=None,
+):
+    """The speed table in Markdown, one line per row.
+
+    Args:
+        rows: `merge_runs` rows; those of "keras_gan" are the `kg ÷` baselines.
+        peak_gflops: the GEMM rate that `% peak` is a share of.
+        implementations: name -> `(label, environment)`, for the labels.
+        flops: `flops(batch_size)`, the FLOPs of one step.
+        rate_digits: decimals of the steps/s columns.
+        other_peaks: name -> `(gflops, mark)` for the rows set against
+            another peak; the mark follows their `% peak`.
+    """
+    other_peaks = other_peaks or {}
     header = [
         "implementation", "batch", "steps/s", "best", "images/s", "GFLOP/s",
         "% peak", "kg ÷ (best)", "first s", "cores", "other", "load 1m",
@@ -554,7 +618,10 @@ def format_speed_table(rows, peak_gflops):
             ),
             None,
         )
-        lines.append(_format_row(row, peak_gflops, baseline))
+        name = row["implementation"]
+        peak = other_peaks.get(name, (peak_gflops, None))
+        label = implementations[name][0]
+        lines.append(_format_row(row, label, flops, peak, baseline, rate_digits))
     return "\n".join(lines)
 
 
@@ -599,88 +666,153 @@ def machine_description():
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def argument_parser(
+    description, implementations, gemm_libraries, batch_sizes, steps, warmup, timeout
+):
+    """The options of a speed benchmark, with the given defaults, and the
+    hidden ones of its worker processes."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", help="Folder for table.md and results.json.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: few steps.")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--only", nargs="+", choices=list(IMPLEMENTATIONS))
-    parser.add_argument("--steps", type=int, default=2048, help="Steps per window.")
-    parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=batch_sizes)
+    parser.add_argument("--only", nargs="+", choices=list(implementations))
+    parser.add_argument("--steps", type=int, default=steps, help="Steps per window.")
+    parser.add_argument("--warmup", type=int, default=warmup)
     parser.add_argument("--repeats", type=int, default=3, help="Windows per run.")
     parser.add_argument(
         "--rounds", type=int, default=1, help="Runs per row, interleaved."
     )
-    parser.add_argument("--no-startup", action="store_true")
-    parser.add_argument("--timeout", type=int, default=900, help="Seconds per row.")
-    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
-    parser.add_argument("--gemm", choices=GEMM_LIBRARIES, help=argparse.SUPPRESS)
-    parser.add_argument("--batch-size", type=int, default=64, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--timeout", type=int, default=timeout, help="Seconds per row.")
+    parser.add_argument("--worker", choices=implementations, help=argparse.SUPPRESS)
+    parser.add_argument("--gemm", choices=gemm_libraries, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_sizes[0], help=argparse.SUPPRESS
+    )
+    return parser
 
+
+def worker_main(args, make_trainer=make_trainer, gemm_worker=gemm_worker):
+    """A worker process: one `--worker` run or one `--gemm` measurement,
+    printed as the JSON line that the parent reads."""
+    if args.worker:
+        result = run_worker(
+            args.worker,
+            args.batch_size,
+            args.steps,
+            args.warmup,
+            args.repeats,
+            make_trainer,
+        )
+    else:
+        result = gemm_worker(args.gemm)
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def start_run():
+    """Prints the machine and its load; returns `(started, load_start)`."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    load_start = os.getloadavg()
+    print(f"{machine_description()}; load average {load_start}", flush=True)
+    return started, load_start
+
+
+def report_header(title, started, load_start, load_end):
+    """The report's title and its machine and load lines."""
+    return [
+        title,
+        "",
+        f"- Machine: {machine_description()}; started {started}.",
+        f"- Load average (1, 5, 15 min) at start {load_start}, at end {load_end}.",
+    ]
+
+
+def gemm_summary(gemm, libraries=GEMM_LIBRARIES):
+    """Each library's GEMM GFLOP/s at the start / end of the run."""
+    return ", ".join(
+        f"{library} {gemm['start'][library].get('gflops', math.nan):.1f} / "
+        f"{gemm['end'][library].get('gflops', math.nan):.1f}"
+        for library in libraries
+    )
+
+
+def rounds_note(rounds):
+    """The report's line on rounds and on the columns' meaning."""
+    return (
+        f"- {rounds} round(s): each row's runs interleave with the other "
+        "rows'. `steps/s`: median window; `best`: fastest window. `kg ÷ (best)`: "
+        "keras_gan's steps/s ÷ this row's, medians (best windows). `cores`: this "
+        "row's busy cores; `other`: other processes' busy cores, during the "
+        "timed windows. `load 1m`: before→after each run."
+    )
+
+
+def write_results(args, text, started, load_start, load_end, **fields):
+    """Writes `text` to `args.out`/table.md and, to results.json, the run's
+    command, machine, load and settings followed by `fields`."""
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "table.md"), "w") as file:
+        file.write(text + "\n")
+    results = {
+        "command": " ".join([os.path.relpath(sys.executable, REPO_DIR), *sys.argv]),
+        "machine": machine_description(),
+        "started": started,
+        "load_start": load_start,
+        "load_end": load_end,
+        "settings": {
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "batch_sizes": args.batch_sizes,
+        },
+        **fields,
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as file:
+        json.dump(results, file, indent=2)
+    print(f"\nWrote {args.out}/table.md and results.json")
+
+
+def main():
+    parser = argument_parser(
+        __doc__.split("\n")[0],
+        IMPLEMENTATIONS,
+        GEMM_LIBRARIES,
+        batch_sizes=[64, 256],
+        steps=2048,
+        warmup=64,
+        timeout=900,
+    )
+    parser.add_argument("--no-startup", action="store_true")
+    args = parser.parse_args()
     if args.worker or args.gemm:
-        if args.worker:
-            result = run_worker(
-                args.worker, args.batch_size, args.steps, args.warmup, args.repeats
-            )
-        else:
-            result = gemm_worker(args.gemm)
-        print(RESULT_MARKER + json.dumps(result), flush=True)
+        worker_main(args)
         return
 
     if args.quick:
         args.steps, args.warmup, args.repeats = 128, 32, 2
-    names = args.only or list(IMPLEMENTATIONS)
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    load_start = os.getloadavg()
-    print(f"{machine_description()}; load average {load_start}", flush=True)
+    started, load_start = start_run()
     gemm = {"start": measure_gemm(args.timeout, "start")}
-    # Rounds interleave the implementations, so that a change in the
-    # machine's load falls on all of them rather than on one.
-    plan = [(name, batch_size) for batch_size in args.batch_sizes for name in names]
-    runs = {key: [] for key in plan}
-    for round_index in range(args.rounds):
-        for name, batch_size in plan:
-            run = measure_run(name, batch_size, args)
-            runs[name, batch_size].append(run)
-            summary = run.get("error") or ", ".join(
-                f"{run['steps'] / window['seconds']:.0f}" for window in run["windows"]
-            ) + (
-                f" steps/s; first call {run['first_call_s']:.1f} s; other "
-                f"cores {statistics.mean(w['other_cores'] for w in run['windows']):.2f}"
-            )
-            print(f"round {round_index + 1}, {name} @ {batch_size}: {summary}")
-    rows = [
-        merge_runs(name, batch_size, runs[name, batch_size])
-        for name, batch_size in plan
-    ]
+    rows = measure_rows(args.only or list(IMPLEMENTATIONS), args)
     gemm["end"] = measure_gemm(args.timeout, "end")
     peak = gemm_peak(gemm["start"], gemm["end"])
     startup = None if args.no_startup else measure_startup(args.timeout)
     load_end = os.getloadavg()
 
-    gemm_line = ", ".join(
-        f"{library} {gemm['start'][library].get('gflops', math.nan):.1f} / "
-        f"{gemm['end'][library].get('gflops', math.nan):.1f}"
-        for library in GEMM_LIBRARIES
-    )
     report = [
-        "# keras_gan training speed against independent implementations",
-        "",
-        f"- Machine: {machine_description()}; started {started}.",
-        f"- Load average (1, 5, 15 min) at start {load_start}, at end {load_end}.",
+        *report_header(
+            "# keras_gan training speed against independent implementations",
+            started,
+            load_start,
+            load_end,
+        ),
         f"- float32 GEMM 2048^3, best of 20, GFLOP/s at the start / end: "
-        f"{gemm_line}; peak used (best all-core figure): {peak:.1f}.",
+        f"{gemm_summary(gemm)}; peak used (best all-core figure): {peak:.1f}.",
         f"- Seed MLP GAN (keras_gan `mlp`, the only architecture it ships); "
         f"{args.steps} steps per window, {args.repeats} windows (median), after "
         f"a first call and {args.warmup} warm-up steps. Step FLOPs (matmuls): "
         f"{step_flops(64) / 1e6:.1f} M at batch 64, {step_flops(256) / 1e6:.1f} M "
         f"at 256.",
-        f"- {args.rounds} round(s): each row's runs interleave with the other "
-        "rows'. `steps/s`: median window; `best`: fastest window. `kg ÷ (best)`: "
-        "keras_gan's steps/s ÷ this row's, medians (best windows). `cores`: this "
-        "row's busy cores; `other`: other processes' busy cores, during the "
-        "timed windows. `load 1m`: before→after each run.",
+        rounds_note(args.rounds),
         "",
         format_speed_table(rows, peak),
     ]
@@ -689,31 +821,18 @@ def main():
     text = "\n".join(report)
     print("\n" + text)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "table.md"), "w") as file:
-            file.write(text + "\n")
-        results = {
-            "command": " ".join([os.path.relpath(sys.executable, REPO_DIR), *sys.argv]),
-            "machine": machine_description(),
-            "started": started,
-            "load_start": load_start,
-            "load_end": load_end,
-            "settings": {
-                "rounds": args.rounds,
-                "steps": args.steps,
-                "warmup": args.warmup,
-                "repeats": args.repeats,
-                "batch_sizes": args.batch_sizes,
-            },
-            "step_flops": {str(b): step_flops(b) for b in args.batch_sizes},
-            "gemm": gemm,
-            "peak_gflops": peak,
-            "rows": rows,
-            "startup": startup,
-        }
-        with open(os.path.join(args.out, "results.json"), "w") as file:
-            json.dump(results, file, indent=2)
-        print(f"\nWrote {args.out}/table.md and results.json")
+        write_results(
+            args,
+            text,
+            started,
+            load_start,
+            load_end,
+            step_flops={str(b): step_flops(b) for b in args.batch_sizes},
+            gemm=gemm,
+            peak_gflops=peak,
+            rows=rows,
+            startup=startup,
+        )
 
 
 if __name__ == "__main__":
