@@ -132,7 +132,7 @@ class GAN(keras.Model):
         self.d_optimizer = None
         self.g_optimizer = None
         self.gan_loss = None
-        self.training_options = dict(_TRAINING_DEFAULTS)
+        self.training_options = dict(TRAINING_DEFAULTS)
         self.built = True
 
     @property
@@ -704,7 +704,8 @@ def _sum(values):
     return tf.add_n(values) if values else 0.0
 
 
-_TRAINING_DEFAULTS = {
+# The training options of `GAN.compile` and their defaults.
+TRAINING_DEFAULTS = {
     "gradient_penalty": 0.0,
     "r1": 0.0,
     "r2": 0.0,

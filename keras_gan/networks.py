@@ -16,7 +16,8 @@ from keras import layers
 from keras_gan.errors import InputError
 
 
-def _check_shapes(image_shape, latent_dim=None):
+def check_shapes(image_shape, latent_dim=None):
+    """Returns `image_shape` as a tuple, or raises a one-line `InputError`."""
     image_shape = tuple(image_shape)
     if len(image_shape) != 3 or any(int(size) < 1 for size in image_shape):
         raise InputError(
@@ -53,7 +54,7 @@ def mlp_generator(
     >>> generator.output_shape
     (None, 28, 28, 1)
     """
-    image_shape = _check_shapes(image_shape, latent_dim)
+    image_shape = check_shapes(image_shape, latent_dim)
     z = keras.Input((latent_dim,), name="z")
     x = layers.Dense(hidden_units, activation="relu", name="hidden")(z)
     x = layers.Dense(math.prod(image_shape), activation="tanh", name="pixels")(x)
@@ -84,7 +85,7 @@ def mlp_discriminator(
     >>> discriminator.output_shape
     (None, 1)
     """
-    image_shape = _check_shapes(image_shape)
+    image_shape = check_shapes(image_shape)
     images = keras.Input(image_shape, name="images")
     x = layers.Flatten(name="flatten")(images)
     x = layers.Dense(hidden_units, name="hidden")(x)
@@ -93,13 +94,14 @@ def mlp_discriminator(
     return keras.Model(images, logits, name=name)
 
 
-def _halvings(image_shape, smallest=4, most=4):
-    # How many stride-2 stages a convolutional network gets: halve while both
-    # sides stay integers of at least `smallest` (28 -> 14 -> 7, 32 -> 4).
+def halvings(image_shape, smallest=4, most=None):
+    """How many stride-2 stages a convolutional network gets, and the smallest
+    size: halve while both sides stay integers of at least `smallest` (28 ->
+    14 -> 7, 32 -> 4), at most `most` times."""
     height, width = image_shape[:2]
     count = 0
     while (
-        count < most
+        (most is None or count < most)
         and height % 2 == 0
         and width % 2 == 0
         and min(height, width) // 2 >= smallest
@@ -108,7 +110,8 @@ def _halvings(image_shape, smallest=4, most=4):
     return count, (height, width)
 
 
-def _check_classes(num_classes):
+def check_classes(num_classes):
+    """Raises a one-line `InputError` unless `num_classes` is None or >= 2."""
     if num_classes is not None and int(num_classes) < 2:
         raise InputError(
             f"num_classes must be an integer of at least 2 (or None for an "
@@ -188,9 +191,9 @@ def dcgan_generator(
     >>> dcgan_generator(100, (28, 28, 1)).output_shape
     (None, 28, 28, 1)
     """
-    image_shape = _check_shapes(image_shape, latent_dim)
-    _check_classes(num_classes)
-    stages, (height, width) = _halvings(image_shape)
+    image_shape = check_shapes(image_shape, latent_dim)
+    check_classes(num_classes)
+    stages, (height, width) = halvings(image_shape, most=4)
     channels = int(filters) * 2 ** max(stages - 1, 0)
     z = keras.Input((latent_dim,), name="z")
     inputs, x = [z], z
@@ -251,9 +254,9 @@ def dcgan_discriminator(
     >>> dcgan_discriminator((28, 28, 1)).output_shape
     (None, 1)
     """
-    image_shape = _check_shapes(image_shape)
-    _check_classes(num_classes)
-    stages, _ = _halvings(image_shape)
+    image_shape = check_shapes(image_shape)
+    check_classes(num_classes)
+    stages, _ = halvings(image_shape, most=4)
     images = keras.Input(image_shape, name="images")
     x, channels = images, int(filters)
     for stage in range(1, max(stages, 1) + 1):

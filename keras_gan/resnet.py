@@ -18,6 +18,7 @@ paper) and adds two blocks that keep the size.
 import keras
 from keras import layers
 
+from keras_gan import networks
 from keras_gan.errors import InputError
 from keras_gan.layers import ConditionalBatchNormalization
 from keras_gan.layers import GlobalSumPooling2D
@@ -33,35 +34,15 @@ def _residual_initializer():
     return keras.initializers.VarianceScaling(2.0, "fan_avg", "uniform")
 
 
-def _halvings(height, width):
-    count = 0
-    while height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= 4:
-        height, width, count = height // 2, width // 2, count + 1
-    return count, (height, width)
-
-
 def _check_arguments(image_shape, latent_dim, num_classes, channels):
-    image_shape = tuple(image_shape)
-    if len(image_shape) != 3 or any(int(size) < 1 for size in image_shape):
-        raise InputError(
-            f"image_shape must be (height, width, channels) of positive sizes; "
-            f"received {image_shape}."
-        )
+    image_shape = networks.check_shapes(image_shape, latent_dim)
     image_shape = tuple(int(size) for size in image_shape)
-    if _halvings(*image_shape[:2])[0] < 1:
+    if networks.halvings(image_shape)[0] < 1:
         raise InputError(
             f"ResNet networks need an image height and width that are even and "
             f"at least 8; received image_shape {image_shape}."
         )
-    if latent_dim is not None and int(latent_dim) < 1:
-        raise InputError(
-            f"latent_dim must be a positive integer; received {latent_dim}."
-        )
-    if num_classes is not None and int(num_classes) < 2:
-        raise InputError(
-            f"num_classes must be an integer of at least 2 (or None for an "
-            f"unconditional network); received {num_classes}."
-        )
+    networks.check_classes(num_classes)
     if int(channels) < 1:
         raise InputError(f"channels must be a positive integer; received {channels}.")
     return image_shape
@@ -177,7 +158,7 @@ def resnet_generator(
     (None, 32, 32, 3)
     """
     image_shape = _check_arguments(image_shape, latent_dim, num_classes, channels)
-    blocks, (height, width) = _halvings(*image_shape[:2])
+    blocks, (height, width) = networks.halvings(image_shape)
     channels = int(channels)
     z = keras.Input((int(latent_dim),), name="z")
     labels = None
@@ -234,7 +215,7 @@ def resnet_discriminator(
     (None, 1)
     """
     image_shape = _check_arguments(image_shape, None, num_classes, channels)
-    halvings, _ = _halvings(*image_shape[:2])
+    halvings, _ = networks.halvings(image_shape)
     channels = int(channels)
     images = keras.Input(image_shape, name="images")
     x = _optimized_block(images, channels, "block1")

@@ -22,6 +22,7 @@ from keras_gan.errors import InputError
 from keras_gan.evaluation import Evaluator
 from keras_gan.gan import AUTO_STEPS_PER_EXECUTION
 from keras_gan.gan import GAN
+from keras_gan.gan import TRAINING_DEFAULTS
 from keras_gan.gan import auto_jit_compile
 
 # Settings that define the model and its data: fixed for the life of a run.
@@ -35,12 +36,7 @@ MODEL_SETTINGS = {
     "learning_rate": 2e-4,
     "seed": 0,
     "conditional": False,
-    "gradient_penalty": 0.0,
-    "r1": 0.0,
-    "r2": 0.0,
-    "penalty_interval": 1,
-    "d_steps": 1,
-    "augment": None,
+    **TRAINING_DEFAULTS,
     "ema": None,
     "mixed_precision": None,
 }
