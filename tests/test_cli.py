@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from cli_helpers import assert_one_line_error
+from cli_helpers import snapshot
+from cli_helpers import train
 from click.testing import CliRunner
 from PIL import Image
 
@@ -21,45 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--epochs", "2", "--batch-size", "64", "--latent-dim", "8"]
 
 
-def _train(tmp_path, *flags):
-    runner = CliRunner()
-    return runner.invoke(
-        cli.cli,
-        [
-            "train",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--export-dir",
-            str(tmp_path / "saved_models"),
-            *flags,
-        ],
-    )
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
-def _snapshot(folder):
-    # Every file under folder with its bytes: "untouched" means equal snapshots.
-    snapshot = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as file:
-                snapshot[os.path.relpath(path, folder)] = file.read()
-    return snapshot
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cli")
-    result = _train(tmp_path, "--dataset", "digits", "--name", "quick", *FAST)
+    result = train(tmp_path, "--dataset", "digits", "--name", "quick", *FAST)
     assert result.exit_code == 0, result.output
     return tmp_path, result
 
@@ -101,21 +69,21 @@ def test_sample_writes_a_grid_from_the_export(finished_run, tmp_path):
 
 
 def test_resume_continues_and_keeps_earlier_outputs(tmp_path):
-    assert _train(tmp_path, "--dataset", "digits", "--name", "r", *FAST).exit_code == 0
+    assert train(tmp_path, "--dataset", "digits", "--name", "r", *FAST).exit_code == 0
     run = tmp_path / "runs" / "r"
     first_grid = (run / "samples" / "epoch_0001.png").read_bytes()
-    first_version = _snapshot(tmp_path / "saved_models" / "r" / "1")
+    first_version = snapshot(tmp_path / "saved_models" / "r" / "1")
 
-    again = _train(tmp_path, "--dataset", "digits", "--name", "r", "--epochs", "3")
-    _assert_one_line_error(again, "already holds a run", "--resume")
+    again = train(tmp_path, "--dataset", "digits", "--name", "r", "--epochs", "3")
+    assert_one_line_error(again, "already holds a run", "--resume")
 
-    conflict = _train(tmp_path, "--name", "r", "--resume", "--latent-dim", "9")
-    _assert_one_line_error(conflict, "--latent-dim 9 differs from the run's 8")
+    conflict = train(tmp_path, "--name", "r", "--resume", "--latent-dim", "9")
+    assert_one_line_error(conflict, "--latent-dim 9 differs from the run's 8")
 
-    done = _train(tmp_path, "--name", "r", "--resume", "--epochs", "2")
-    _assert_one_line_error(done, "already trained 2 epochs")
+    done = train(tmp_path, "--name", "r", "--resume", "--epochs", "2")
+    assert_one_line_error(done, "already trained 2 epochs")
 
-    resumed = _train(tmp_path, "--name", "r", "--resume", "--epochs", "3")
+    resumed = train(tmp_path, "--name", "r", "--resume", "--epochs", "3")
     assert resumed.exit_code == 0, resumed.output
     assert "Epoch 3/3" in resumed.output and "Epoch 1/3" not in resumed.output
     with open(run / "log.csv") as file:
@@ -123,12 +91,12 @@ def test_resume_continues_and_keeps_earlier_outputs(tmp_path):
     assert (run / "samples" / "epoch_0003.png").exists()
     assert (run / "samples" / "epoch_0001.png").read_bytes() == first_grid
     assert export.versions(tmp_path / "saved_models" / "r") == [1, 2]
-    assert _snapshot(tmp_path / "saved_models" / "r" / "1") == first_version
+    assert snapshot(tmp_path / "saved_models" / "r" / "1") == first_version
 
 
 def test_resume_without_a_run_is_an_error(tmp_path):
-    result = _train(tmp_path, "--name", "ghost", "--resume")
-    _assert_one_line_error(result, "No run to resume")
+    result = train(tmp_path, "--name", "ghost", "--resume")
+    assert_one_line_error(result, "No run to resume")
 
 
 def _write_idx(folder, images, gz=True):
@@ -147,7 +115,7 @@ def _write_idx(folder, images, gz=True):
 def test_train_on_an_idx_folder(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (40, 6, 6))
     _write_idx(tmp_path / "idx", images)
-    result = _train(
+    result = train(
         tmp_path, "--data-dir", str(tmp_path / "idx"), "--epochs", "1",
         "--batch-size", "8", "--latent-dim", "4",
     )  # fmt: skip
@@ -159,7 +127,7 @@ def test_train_on_an_idx_folder(tmp_path):
 def test_train_on_a_tfds_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_can_reach", lambda *args, **kwargs: True)
     with tfds.testing.mock_data(num_examples=16):
-        result = _train(
+        result = train(
             tmp_path, "--dataset", "mnist", "--epochs", "1", "--batch-size", "8",
             "--latent-dim", "4", "--name", "tfds",
         )  # fmt: skip
@@ -188,8 +156,8 @@ def test_train_on_a_tfds_dataset(tmp_path, monkeypatch):
     ],
 )
 def test_bad_flags_get_one_line_and_write_nothing(tmp_path, flags, fragments):
-    result = _train(tmp_path, *flags)
-    _assert_one_line_error(result, *fragments)
+    result = train(tmp_path, *flags)
+    assert_one_line_error(result, *fragments)
     assert not (tmp_path / "saved_models").exists()
     assert not (tmp_path / "runs").exists()
 
@@ -197,11 +165,11 @@ def test_bad_flags_get_one_line_and_write_nothing(tmp_path, flags, fragments):
 def test_truncated_and_corrupt_idx_files(tmp_path):
     path = _write_idx(tmp_path / "cut", np.zeros((10, 4, 4)), gz=False)
     path.write_bytes(path.read_bytes()[:-5])
-    _assert_one_line_error(_train(tmp_path, "--data-dir", str(tmp_path / "cut")))
+    assert_one_line_error(train(tmp_path, "--data-dir", str(tmp_path / "cut")))
     path = _write_idx(tmp_path / "bad", np.zeros((10, 4, 4)))
     path.write_bytes(b"\x1f\x8b" + b"\x00" * 30)
-    _assert_one_line_error(
-        _train(tmp_path, "--data-dir", str(tmp_path / "bad")), "corrupt"
+    assert_one_line_error(
+        train(tmp_path, "--data-dir", str(tmp_path / "bad")), "corrupt"
     )
     assert not (tmp_path / "saved_models").exists()
 
@@ -214,38 +182,38 @@ def test_unwritable_output_folder(tmp_path):
         ["train", "--dataset", "digits", "--runs-dir", str(blocker / "runs"),
          "--export-dir", str(tmp_path / "saved_models"), *FAST],
     )  # fmt: skip
-    _assert_one_line_error(result, "Cannot create folder")
+    assert_one_line_error(result, "Cannot create folder")
     assert export.versions(tmp_path / "saved_models" / "digits") == []
 
 
 def test_diverged_training_exports_nothing_and_keeps_earlier_versions(tmp_path):
-    assert _train(tmp_path, "--dataset", "digits", "--name", "d", *FAST).exit_code == 0
-    before = _snapshot(tmp_path)
-    result = _train(
+    assert train(tmp_path, "--dataset", "digits", "--name", "d", *FAST).exit_code == 0
+    before = snapshot(tmp_path)
+    result = train(
         tmp_path, "--name", "d", "--resume", "--epochs", "4",
         "--learning-rate", "1e30",
     )  # fmt: skip
     # The learning rate is a model setting: resuming cannot change it.
-    _assert_one_line_error(result, "differs from the run's")
-    result = _train(
+    assert_one_line_error(result, "differs from the run's")
+    result = train(
         tmp_path, "--dataset", "digits", "--name", "nan", "--learning-rate", "1e30",
         *FAST,
     )  # fmt: skip
-    _assert_one_line_error(result, "Training diverged")
+    assert_one_line_error(result, "Training diverged")
     assert export.versions(tmp_path / "saved_models" / "nan") == []
     assert not (tmp_path / "runs" / "nan" / "checkpoint").exists()
-    after = _snapshot(tmp_path)
+    after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
 
 
 def test_sample_bad_inputs(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli.cli, ["sample", str(tmp_path / "missing")])
-    _assert_one_line_error(result, "is not a folder")
+    assert_one_line_error(result, "is not a folder")
     result = runner.invoke(cli.cli, ["sample", str(tmp_path)])
-    _assert_one_line_error(result, "no saved_model.pb")
+    assert_one_line_error(result, "no saved_model.pb")
     result = runner.invoke(cli.cli, ["sample", str(tmp_path), "--num-images", "0"])
-    _assert_one_line_error(result, "--num-images")
+    assert_one_line_error(result, "--num-images")
 
 
 def test_every_command_has_help():

@@ -3,12 +3,14 @@ losses, penalties, augmentation and mixed precision, on the offline digits."""
 
 import csv
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from cli_helpers import assert_one_line_error
+from cli_helpers import snapshot
+from cli_helpers import train
 from click.testing import CliRunner
 from helpers import tiny_gan
 from PIL import Image
@@ -17,41 +19,14 @@ import cli
 from keras_gan import export
 
 
-def _train(tmp_path, *flags):
-    return CliRunner().invoke(
-        cli.cli,
-        ["train", "--runs-dir", str(tmp_path / "runs"),
-         "--export-dir", str(tmp_path / "saved_models"), *flags],
-    )  # fmt: skip
-
-
 def _sample(*args):
     return CliRunner().invoke(cli.cli, ["sample", *map(str, args)])
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
-def _snapshot(folder):
-    snapshot = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as file:
-                snapshot[os.path.relpath(path, folder)] = file.read()
-    return snapshot
 
 
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("conditional")
-    result = _train(
+    result = train(
         tmp_path, "--dataset", "digits", "--name", "cond", "--architecture", "dcgan",
         "--conditional", "--ema", "0.99", "--batch-size", "32", "--epochs", "1",
         "--latent-dim", "8",
@@ -101,21 +76,21 @@ def test_sample_refuses_labels_the_export_cannot_take(conditional_run, tmp_path)
     unconditional = export.export_version(tiny_gan().generator, tmp_path / "plain")
     output = tmp_path / "x.png"
     result = _sample(conditional, "--labels", "99", "--output", output)
-    _assert_one_line_error(result, "labels must be classes in [0, 9]")
+    assert_one_line_error(result, "labels must be classes in [0, 9]")
     result = _sample(conditional, "--labels", "1,x", "--output", output)
-    _assert_one_line_error(result, "comma-separated integers")
+    assert_one_line_error(result, "comma-separated integers")
     result = _sample(unconditional, "--labels", "1", "--output", output)
-    _assert_one_line_error(result, "conditional exports", "unconditional")
+    assert_one_line_error(result, "conditional exports", "unconditional")
     assert not output.exists()
 
 
 def test_resume_with_another_ema_is_refused(conditional_run):
-    before = _snapshot(conditional_run)
-    result = _train(
+    before = snapshot(conditional_run)
+    result = train(
         conditional_run, "--name", "cond", "--resume", "--ema", "0.5", "--epochs", "2"
     )
-    _assert_one_line_error(result, "--ema 0.5 differs from the run's 0.99")
-    assert _snapshot(conditional_run) == before
+    assert_one_line_error(result, "--ema 0.5 differs from the run's 0.99")
+    assert snapshot(conditional_run) == before
 
 
 BAD_FLAGS = [
@@ -134,14 +109,14 @@ BAD_FLAGS = [
     ("flags", "fragments"), BAD_FLAGS, ids=[" ".join(flags) for flags, _ in BAD_FLAGS]
 )
 def test_bad_model_flags_get_one_line_and_write_nothing(tmp_path, flags, fragments):
-    result = _train(tmp_path, "--dataset", "digits", "--epochs", "1", *flags)
-    _assert_one_line_error(result, *fragments)
+    result = train(tmp_path, "--dataset", "digits", "--epochs", "1", *flags)
+    assert_one_line_error(result, *fragments)
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path / "saved_models").exists()
 
 
 def test_every_training_flag_at_once_finishes_and_exports(tmp_path):
-    result = _train(
+    result = train(
         tmp_path, "--dataset", "digits", "--name", "all", "--architecture", "mlp",
         "--loss", "hinge", "--gradient-penalty", "1", "--r1", "0.5",
         "--penalty-interval", "2", "--d-steps", "2", "--augment",
@@ -172,7 +147,7 @@ def test_every_training_flag_at_once_finishes_and_exports(tmp_path):
     assert np.all(np.abs(images) <= 1.0)
 
     # A run without a weight average cannot gain one on resume.
-    before = _snapshot(tmp_path)
-    result = _train(tmp_path, "--name", "all", "--resume", "--ema", "0.9")
-    _assert_one_line_error(result, "--ema 0.9 differs from the run's None")
-    assert _snapshot(tmp_path) == before
+    before = snapshot(tmp_path)
+    result = train(tmp_path, "--name", "all", "--resume", "--ema", "0.9")
+    assert_one_line_error(result, "--ema 0.9 differs from the run's None")
+    assert snapshot(tmp_path) == before
