@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from keras_gan import files
 from keras_gan import images
+from keras_gan import networks
 from keras_gan import noise
 from keras_gan.errors import InputError
 
@@ -63,13 +64,7 @@ def export_generator(
         seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
     ```
     """
-    conditional = len(generator.inputs) == 2
-    if conditional != (num_classes is not None):
-        raise InputError(
-            f"num_classes={num_classes} for a generator with "
-            f"{len(generator.inputs)} input(s); expected num_classes exactly "
-            f"when the generator takes [z, labels]."
-        )
+    conditional = networks.is_conditional(generator, num_classes)
     latent_dim = int(generator.inputs[0].shape[-1])
     image_shape = [int(size) for size in generator.outputs[0].shape[1:]]
 

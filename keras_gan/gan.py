@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_gan import augment as augmentation
 from keras_gan import losses
+from keras_gan import networks
 from keras_gan import noise
 from keras_gan.errors import InputError
 
@@ -79,13 +80,7 @@ class GAN(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        conditional = len(generator.inputs) == 2
-        if conditional != (num_classes is not None):
-            raise InputError(
-                f"The generator takes {len(generator.inputs)} input(s) but "
-                f"num_classes={num_classes}; expected num_classes for a "
-                f"conditional generator (inputs [z, labels]) and None otherwise."
-            )
+        conditional = networks.is_conditional(generator, num_classes)
         if conditional and len(discriminator.inputs) != 2:
             raise InputError(
                 "A conditional GAN needs a discriminator with inputs "

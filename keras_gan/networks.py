@@ -123,6 +123,19 @@ def _labels_input():
     return keras.Input((), dtype="int32", name="labels")
 
 
+def is_conditional(generator, num_classes) -> bool:
+    """Whether `generator` takes `[z, labels]`; raises a one-line `InputError`
+    unless `num_classes` is given exactly for such a generator."""
+    conditional = len(generator.inputs) == 2
+    if conditional != (num_classes is not None):
+        raise InputError(
+            f"The generator takes {len(generator.inputs)} input(s) but "
+            f"num_classes={num_classes}; expected num_classes for a "
+            f"conditional generator (inputs [z, labels]) and None otherwise."
+        )
+    return conditional
+
+
 def projection_logit(features, labels, num_classes, wrap=None, name="logit"):
     """The output of a projection discriminator: psi(h) + embed(y) . h.
 
