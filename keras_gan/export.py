@@ -123,7 +123,7 @@ def export_generator(
                 labels = tf.cond(
                     given,
                     lambda: labels,
-                    lambda: tf.math.floormod(tf.range(num_images), num_classes),
+                    lambda: networks.default_labels(num_images, num_classes),
                 )
             return images_of(z, labels)
 

@@ -150,7 +150,7 @@ class GAN(keras.Model):
         generator = self.generator if training else self.inference_generator
         if self.conditional:
             if labels is None:
-                labels = default_labels(tf.shape(z)[0], self.num_classes)
+                labels = networks.default_labels(tf.shape(z)[0], self.num_classes)
             labels = tf.cast(labels, "int32")
             # Without it, one label would broadcast over a batch of latents.
             tf.debugging.assert_equal(
@@ -158,8 +158,12 @@ class GAN(keras.Model):
                 tf.shape(z)[0],
                 message="labels must hold one class per row of z",
             )
-            return generator([z, labels], training=training)
-        return generator(z, training=training)
+        return self._generate(z, labels, training, generator)
+
+    @property
+    def _penalized(self) -> bool:
+        options = self.training_options
+        return bool(options["gradient_penalty"] or options["r1"] or options["r2"])
 
     @property
     def metrics(self):
@@ -171,11 +175,7 @@ class GAN(keras.Model):
             self.d_real_tracker,
             self.d_fake_tracker,
         ]
-        if (
-            self.training_options["gradient_penalty"]
-            or self.training_options["r1"]
-            or self.training_options["r2"]
-        ):
+        if self._penalized:
             trackers.append(self.penalty_tracker)
         return trackers
 
@@ -292,10 +292,11 @@ class GAN(keras.Model):
             config[argument] = keras.saving.deserialize_keras_object(config[argument])
         self.compile(**config)
 
-    def _generate(self, z, labels, training):
+    def _generate(self, z, labels, training, generator=None):
+        generator = generator or self.generator
         if self.conditional:
-            return self.generator([z, labels], training=training)
-        return self.generator(z, training=training)
+            return generator([z, labels], training=training)
+        return generator(z, training=training)
 
     def _discriminate(self, images, labels, seed=None):
         if seed is not None and self.training_options["augment"]:
@@ -372,7 +373,7 @@ class GAN(keras.Model):
         # included) are means over one replica's batch: scale them so the
         # update is the mean.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        penalized = options["gradient_penalty"] or options["r1"] or options["r2"]
+        penalized = self._penalized
 
         # Discriminator: tell real images from generated ones. Generated
         # images take the real batch's labels, so classes keep the data's mix.
@@ -528,7 +529,7 @@ class GAN(keras.Model):
                 )
             return None
         if labels is None:
-            return np.arange(num_images, dtype=np.int32) % self.num_classes
+            return networks.default_labels(num_images, self.num_classes).numpy()
         labels = np.asarray(labels)
         if labels.ndim == 0:
             labels = np.full(num_images, labels)
@@ -708,11 +709,6 @@ TRAINING_DEFAULTS = {
     "d_steps": 1,
     "augment": None,
 }
-
-
-def default_labels(num_images, num_classes):
-    """Labels 0, 1, ..., num_classes - 1, 0, 1, ...: every class equally often."""
-    return tf.math.floormod(tf.range(num_images, dtype="int32"), num_classes)
 
 
 def _non_negative(value, argument):

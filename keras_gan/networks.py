@@ -11,6 +11,7 @@ discriminator on `[images, labels]`.
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from keras_gan.errors import InputError
@@ -134,6 +135,15 @@ def is_conditional(generator, num_classes) -> bool:
             f"conditional generator (inputs [z, labels]) and None otherwise."
         )
     return conditional
+
+
+def default_labels(num_images, num_classes):
+    """The labels a conditional generator gets when none are asked for:
+    0, 1, ..., num_classes - 1, 0, 1, ... (every class equally often).
+
+    Returns an int32 tensor `(num_images,)`; `num_images` may be a tensor.
+    """
+    return tf.math.floormod(tf.range(num_images, dtype="int32"), num_classes)
 
 
 def projection_logit(features, labels, num_classes, wrap=None, name="logit"):

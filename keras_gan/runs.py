@@ -316,12 +316,7 @@ def train(
         d_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         loss=settings["loss"],
-        gradient_penalty=settings["gradient_penalty"],
-        r1=settings["r1"],
-        r2=settings["r2"],
-        penalty_interval=settings["penalty_interval"],
-        d_steps=settings["d_steps"],
-        augment=settings["augment"],
+        **{option: settings[option] for option in TRAINING_DEFAULTS},
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )

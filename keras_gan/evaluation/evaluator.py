@@ -9,11 +9,11 @@ n and under the same classifier (named by its weights' SHA-256).
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from keras_gan import data
 from keras_gan import export
 from keras_gan import images as pixel_ranges
+from keras_gan import networks
 from keras_gan import noise
 from keras_gan.errors import InputError
 from keras_gan.evaluation import metrics
@@ -228,7 +228,7 @@ class Evaluator:
         start = time.perf_counter()
         labels = None
         if num_classes:
-            labels = np.arange(self.num_samples) % int(num_classes)
+            labels = networks.default_labels(self.num_samples, num_classes).numpy()
         result = self.evaluate_images(
             generate(self.num_samples, seed=seed), labels=labels
         )
@@ -269,14 +269,14 @@ def from_saved_model(loaded, batch_size: int = 500):
     def generate(num_images, seed=0):
         # Conditional exports: classes cycle 0, 1, ..., as in GAN.generate.
         z = noise.latent_noise(num_images, latent_dim, int(seed))
+        labels = (
+            networks.default_labels(num_images, num_classes) if conditional else None
+        )
         batches = []
         for start in range(0, num_images, batch_size):
             inputs = {"z": z[start : start + batch_size]}
             if conditional:
-                count = int(inputs["z"].shape[0])
-                inputs["labels"] = tf.math.floormod(
-                    tf.range(start, start + count), num_classes
-                )
+                inputs["labels"] = labels[start : start + batch_size]
             batches.append(serve(**inputs)["images"].numpy())
         return np.concatenate(batches)
 
