@@ -261,6 +261,20 @@ def test_shuffle_is_seeded_and_new_each_epoch():
     assert order(in_order) == sorted(first)
 
 
+def test_repeat_reshuffles_every_pass_and_drops_a_different_remainder():
+    # 10 images, batches of 4: each pass is 8 distinct images in a new order.
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1)
+    dataset = data.dataset_from_arrays(images, batch_size=4, seed=5).repeat()
+    pixels = [
+        np.round((batch.numpy().ravel() + 1.0) * 127.5).astype(int).tolist()
+        for batch in dataset.take(8)
+    ]
+    passes = [pixels[i] + pixels[i + 1] for i in range(0, 8, 2)]
+    for order in passes:
+        assert len(set(order)) == 8 and set(order) <= set(range(10))
+    assert len({tuple(order) for order in passes}) == 4
+
+
 def test_labels_follow_their_images():
     images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1)
     dataset = data.dataset_from_arrays(images, labels=np.arange(20), batch_size=5)
