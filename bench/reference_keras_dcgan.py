@@ -78,6 +78,12 @@ def make_discriminator(filters=FILTERS):
     )
 
 
+def make_networks(latent_dim=LATENT_DIM):
+    """`(generator, discriminator)`: the pair the trainers below train
+    (reference_keras_resnet.py's subclasses train the ResNet pair)."""
+    return make_generator(latent_dim), make_discriminator()
+
+
 def make_optimizer():
     return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
 
@@ -86,9 +92,11 @@ class TFFunctionTrainer(reference_tf.Trainer):
     """A `@tf.function` step (no XLA) on the Keras networks, `run(num_steps)`
     steps at a time; returns the mean `(d_loss, g_loss)` of those steps."""
 
+    make_networks = staticmethod(make_networks)
+
     def __init__(self, images, batch_size=128, seed=0, latent_dim=LATENT_DIM):
         keras.utils.set_random_seed(seed)  # the initial weights
-        generator, discriminator = make_generator(latent_dim), make_discriminator()
+        generator, discriminator = self.make_networks(latent_dim)
         d_optimizer, g_optimizer = make_optimizer(), make_optimizer()
         d_optimizer.build(discriminator.trainable_variables)
         g_optimizer.build(generator.trainable_variables)
@@ -172,12 +180,11 @@ class FitTrainer:
     `fit(steps_per_epoch=num_steps)` and returns its mean `(d_loss, g_loss)`."""
 
     steps_per_call = 1
+    make_networks = staticmethod(make_networks)
 
     def __init__(self, images, batch_size=128, seed=0, latent_dim=LATENT_DIM):
         keras.utils.set_random_seed(seed)
-        self.gan = MinimalGAN(
-            make_generator(latent_dim), make_discriminator(), latent_dim, seed
-        )
+        self.gan = MinimalGAN(*self.make_networks(latent_dim), latent_dim, seed)
         self.gan.compile(
             make_optimizer(), make_optimizer(), jit_compile=False, steps_per_execution=1
         )

@@ -61,6 +61,7 @@ Usage:
     bench/.venv/bin/python bench/speed_dcgan.py --quick      # smoke run, ~7 min
 """
 
+import importlib
 import os
 
 import numpy as np
@@ -121,12 +122,20 @@ def layer_macs(latent_dim=LATENT_DIM, filters=FILTERS):
 
 def step_flops(batch_size, latent_dim=LATENT_DIM, filters=FILTERS):
     """Matmul and convolution FLOPs of one GAN step (2 per multiply-add)."""
-    generator, discriminator = layer_macs(latent_dim, filters)
+    return layers_step_flops(batch_size, *layer_macs(latent_dim, filters))
+
+
+def layers_step_flops(batch_size, generator, discriminator, d_inputs=1):
+    """Matmul and convolution FLOPs of one GAN step (2 per multiply-add), from
+    `layer_macs`-style lists whose first layer of G reads the noise and whose
+    first `d_inputs` layers of D read the images (speed_resnet.py's D has two:
+    a 3x3 convolution and the shortcut's 1x1 one)."""
     g = sum(macs for _, macs in generator)  # G forward, per image
     d = sum(macs for _, macs in discriminator)  # D forward, per image
     # The first layers' input gradients are never needed: D's input is data
     # in the D update, G's input is noise.
-    g_first, d_first = generator[0][1], discriminator[0][1]
+    g_first = generator[0][1]
+    d_first = sum(macs for _, macs in discriminator[:d_inputs])
     # D update: G forward (not differentiated), D forward on real and fake;
     # D backward on both: weight gradients (d) and activation gradients.
     d_update = g + 2 * d + 2 * (d + d - d_first)
@@ -164,25 +173,39 @@ class KerasGANTrainer(speed.KerasGANTrainer):
         )
 
 
-def make_trainer(name, images, batch_size):
-    if name == "keras_gan":
-        return KerasGANTrainer(images, batch_size, {})
-    if name == "keras_gan_bf16":
-        return KerasGANTrainer(images, batch_size, {}, dtype_policy="mixed_bfloat16")
-    if name == "keras_gan_xla":
-        return KerasGANTrainer(images, batch_size, {"jit_compile": True})
+# keras_gan's rows: name -> (GAN.compile arguments, dtype policy).
+KERAS_GAN_ROWS = {
+    "keras_gan": ({}, None),
+    "keras_gan_bf16": ({}, "mixed_bfloat16"),
+    "keras_gan_xla": ({"jit_compile": True}, None),
+}
+# The reference modules of the other rows: Keras (tf_function and keras_fit),
+# PyTorch (torch*), JAX (jax_jit); each imported by its own workers only.
+REFERENCES = ("reference_keras_dcgan", "reference_torch_dcgan", "reference_jax_dcgan")
+
+
+def make_trainer(
+    name,
+    images,
+    batch_size,
+    keras_gan_trainer=KerasGANTrainer,
+    keras_gan_rows=KERAS_GAN_ROWS,
+    references=REFERENCES,
+):
+    """The trainer of row `name`; speed_resnet.py passes its own networks'
+    trainer, keras_gan rows and reference modules."""
+    keras_module, torch_module, jax_module = references
+    if name in keras_gan_rows:
+        compile_kwargs, dtype_policy = keras_gan_rows[name]
+        return keras_gan_trainer(images, batch_size, compile_kwargs, dtype_policy)
     if name in ("tf_function", "keras_fit"):
-        import reference_keras_dcgan
-
-        return reference_keras_dcgan.TRAINERS[name](images, batch_size, SEED)
+        module = importlib.import_module(keras_module)
+        return module.TRAINERS[name](images, batch_size, SEED)
     if name.startswith("torch"):
-        import reference_torch_dcgan
-
-        return reference_torch_dcgan.Trainer(images, batch_size, SEED, threads=THREADS)
+        module = importlib.import_module(torch_module)
+        return module.Trainer(images, batch_size, SEED, threads=THREADS)
     if name == "jax_jit":
-        import reference_jax_dcgan
-
-        return reference_jax_dcgan.Trainer(images, batch_size, SEED)
+        return importlib.import_module(jax_module).Trainer(images, batch_size, SEED)
     raise ValueError(
         f"Unknown implementation {name!r}; expected {list(IMPLEMENTATIONS)}."
     )
@@ -239,29 +262,45 @@ def gemm_peaks(*measurements):
     return {"float32": float32, "bfloat16": bfloat16 or float32}
 
 
-def flops_note(batch_sizes):
-    generator, discriminator = layer_macs()
+def flops_note(batch_sizes, layers=None, flops=step_flops):
+    """The report's line on FLOPs: per layer (`layers`, a `layer_macs` pair;
+    the DCGAN's by default) and per step (`flops(batch_size)`)."""
+    generator, discriminator = layers or layer_macs()
     per_layer = ", ".join(
         f"{layer} {2 * macs / 1e6:.2f}" for layer, macs in generator + discriminator
     )
     per_step = ", ".join(
-        f"{step_flops(batch) / 1e9:.2f} G at batch {batch}" for batch in batch_sizes
+        f"{flops(batch) / 1e9:.2f} G at batch {batch}" for batch in batch_sizes
     )
     return (
         f"- Forward MFLOP per image: {per_layer}. Step FLOPs (D update + G "
-        f"update, {step_flops(1) / 1e6:.1f} M per image): {per_step}."
+        f"update, {flops(1) / 1e6:.1f} M per image): {per_step}."
     )
 
 
-def main():
+# argument_parser's defaults, and --quick's (steps, warmup, repeats).
+DEFAULTS = {"batch_sizes": [128], "steps": 256, "warmup": 16, "timeout": 1200}
+QUICK = (4, 2, 1)
+
+
+def main(
+    doc=__doc__,
+    title="# keras_gan DCGAN training speed against independent implementations",
+    network="DCGAN 28x28x1, filters 64 (keras_gan `dcgan`)",
+    implementations=IMPLEMENTATIONS,
+    make_trainer=make_trainer,
+    script=SCRIPT,
+    layers=None,
+    flops=step_flops,
+    defaults=DEFAULTS,
+    quick=QUICK,
+):
+    """Runs the benchmark (or, with `--worker` / `--gemm`, one worker) of the
+    DCGAN; speed_resnet.py passes its own docstring, report lines, rows,
+    trainers, script (the workers' command), `layer_macs` pair, step FLOPs
+    and defaults."""
     parser = speed.argument_parser(
-        __doc__.split("\n")[0],
-        IMPLEMENTATIONS,
-        GEMM_LIBRARIES,
-        batch_sizes=[128],
-        steps=256,
-        warmup=16,
-        timeout=1200,
+        doc.split("\n")[0], implementations, GEMM_LIBRARIES, **defaults
     )
     args = parser.parse_args()
     if args.worker or args.gemm:
@@ -269,38 +308,33 @@ def main():
         return
 
     if args.quick:
-        args.steps, args.warmup, args.repeats = 4, 2, 1
+        args.steps, args.warmup, args.repeats = quick
     started, load_start = speed.start_run()
-    gemm = {"start": speed.measure_gemm(args.timeout, "start", GEMM_LIBRARIES, SCRIPT)}
-    names = args.only or list(IMPLEMENTATIONS)
-    rows = speed.measure_rows(names, args, IMPLEMENTATIONS, SCRIPT, rate_digits=2)
-    gemm["end"] = speed.measure_gemm(args.timeout, "end", GEMM_LIBRARIES, SCRIPT)
+    gemm = {"start": speed.measure_gemm(args.timeout, "start", GEMM_LIBRARIES, script)}
+    names = args.only or list(implementations)
+    rows = speed.measure_rows(names, args, implementations, script, rate_digits=2)
+    gemm["end"] = speed.measure_gemm(args.timeout, "end", GEMM_LIBRARIES, script)
     peaks = gemm_peaks(gemm["start"], gemm["end"])
-    generator, discriminator = layer_macs()
+    generator, discriminator = layers or layer_macs()
     load_end = os.getloadavg()
 
     report = [
-        *speed.report_header(
-            "# keras_gan DCGAN training speed against independent implementations",
-            started,
-            load_start,
-            load_end,
-        ),
+        *speed.report_header(title, started, load_start, load_end),
         f"- GEMM 2048^3, best of 20, GFLOP/s at the start / end: "
         f"{speed.gemm_summary(gemm, GEMM_LIBRARIES)}; "
         f"peaks used (best all-core figures): float32 {peaks['float32']:.1f}, "
         f"bfloat16 {peaks['bfloat16']:.1f} (the `bf16` cell).",
-        f"- DCGAN 28x28x1, filters 64 (keras_gan `dcgan`); {args.steps} steps per "
+        f"- {network}; {args.steps} steps per "
         f"window, {args.repeats} window(s) (median), after a first call and "
         f"{args.warmup} warm-up steps (rounded up to whole calls).",
-        flops_note(args.batch_sizes),
+        flops_note(args.batch_sizes, (generator, discriminator), flops),
         speed.rounds_note(args.rounds),
         "",
         speed.format_speed_table(
             rows,
             peaks["float32"],
-            IMPLEMENTATIONS,
-            step_flops,
+            implementations,
+            flops,
             rate_digits=2,
             other_peaks=dict.fromkeys(BFLOAT16_ROWS, (peaks["bfloat16"], "bf16")),
         ),
@@ -315,7 +349,7 @@ def main():
             load_start,
             load_end,
             layer_macs_per_image=dict(generator + discriminator),
-            step_flops={str(b): step_flops(b) for b in args.batch_sizes},
+            step_flops={str(b): flops(b) for b in args.batch_sizes},
             gemm=gemm,
             peak_gflops=peaks,
             rows=rows,

@@ -331,7 +331,12 @@ def _checked_images(images):
             f"[{low:g}, {high:g}]; expected uint8 in [0, 255] or floats "
             "scaled to [-1, 1]."
         )
-    return np.clip(images, -1.0, 1.0).astype(np.float32)
+    # float32 images already in range are used as they are: no 4-byte-per-
+    # pixel copy of the whole dataset.
+    images = images.astype(np.float32, copy=False)
+    if low < -1.0 or high > 1.0:
+        images = np.clip(images, -1.0, 1.0)
+    return images
 
 
 def _checked_labels(labels, num_images):
