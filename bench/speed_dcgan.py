@@ -63,6 +63,7 @@ Usage:
 
 import importlib
 import os
+import sys
 
 import numpy as np
 import speed
@@ -262,10 +263,10 @@ def gemm_peaks(*measurements):
     return {"float32": float32, "bfloat16": bfloat16 or float32}
 
 
-def flops_note(batch_sizes, layers=None, flops=step_flops):
-    """The report's line on FLOPs: per layer (`layers`, a `layer_macs` pair;
-    the DCGAN's by default) and per step (`flops(batch_size)`)."""
-    generator, discriminator = layers or layer_macs()
+def flops_note(batch_sizes, layers, flops):
+    """The report's line on FLOPs: per layer (`layers`, a `layer_macs` pair)
+    and per step (`flops(batch_size)`)."""
+    generator, discriminator = layers
     per_layer = ", ".join(
         f"{layer} {2 * macs / 1e6:.2f}" for layer, macs in generator + discriminator
     )
@@ -278,53 +279,52 @@ def flops_note(batch_sizes, layers=None, flops=step_flops):
     )
 
 
-# argument_parser's defaults, and --quick's (steps, warmup, repeats).
+# The report's title and network, argument_parser's defaults, and --quick's
+# (steps, warmup, repeats).
+TITLE = "# keras_gan DCGAN training speed against independent implementations"
+NETWORK = "DCGAN 28x28x1, filters 64 (keras_gan `dcgan`)"
 DEFAULTS = {"batch_sizes": [128], "steps": 256, "warmup": 16, "timeout": 1200}
 QUICK = (4, 2, 1)
 
 
-def main(
-    doc=__doc__,
-    title="# keras_gan DCGAN training speed against independent implementations",
-    network="DCGAN 28x28x1, filters 64 (keras_gan `dcgan`)",
-    implementations=IMPLEMENTATIONS,
-    make_trainer=make_trainer,
-    script=SCRIPT,
-    layers=None,
-    flops=step_flops,
-    defaults=DEFAULTS,
-    quick=QUICK,
-):
-    """Runs the benchmark (or, with `--worker` / `--gemm`, one worker) of the
-    DCGAN; speed_resnet.py passes its own docstring, report lines, rows,
-    trainers, script (the workers' command), `layer_macs` pair, step FLOPs
-    and defaults."""
+def main(benchmark=None):
+    """Runs the benchmark (or, with `--worker` / `--gemm`, one worker) that
+    the module `benchmark` defines: this one by default; speed_resnet.py
+    passes itself. Read from it: the docstring's first line, `TITLE`,
+    `NETWORK`, `IMPLEMENTATIONS`, `make_trainer`, `SCRIPT` (the workers'
+    command), `layer_macs`, `step_flops`, `DEFAULTS` and `QUICK`."""
+    benchmark = benchmark or sys.modules[__name__]
+    implementations = benchmark.IMPLEMENTATIONS
+    script, flops = benchmark.SCRIPT, benchmark.step_flops
     parser = speed.argument_parser(
-        doc.split("\n")[0], implementations, GEMM_LIBRARIES, **defaults
+        benchmark.__doc__.split("\n")[0],
+        implementations,
+        GEMM_LIBRARIES,
+        **benchmark.DEFAULTS,
     )
     args = parser.parse_args()
     if args.worker or args.gemm:
-        speed.worker_main(args, make_trainer, gemm_worker)
+        speed.worker_main(args, benchmark.make_trainer, gemm_worker)
         return
 
     if args.quick:
-        args.steps, args.warmup, args.repeats = quick
+        args.steps, args.warmup, args.repeats = benchmark.QUICK
     started, load_start = speed.start_run()
     gemm = {"start": speed.measure_gemm(args.timeout, "start", GEMM_LIBRARIES, script)}
     names = args.only or list(implementations)
     rows = speed.measure_rows(names, args, implementations, script, rate_digits=2)
     gemm["end"] = speed.measure_gemm(args.timeout, "end", GEMM_LIBRARIES, script)
     peaks = gemm_peaks(gemm["start"], gemm["end"])
-    generator, discriminator = layers or layer_macs()
+    generator, discriminator = benchmark.layer_macs()
     load_end = os.getloadavg()
 
     report = [
-        *speed.report_header(title, started, load_start, load_end),
+        *speed.report_header(benchmark.TITLE, started, load_start, load_end),
         f"- GEMM 2048^3, best of 20, GFLOP/s at the start / end: "
         f"{speed.gemm_summary(gemm, GEMM_LIBRARIES)}; "
         f"peaks used (best all-core figures): float32 {peaks['float32']:.1f}, "
         f"bfloat16 {peaks['bfloat16']:.1f} (the `bf16` cell).",
-        f"- {network}; {args.steps} steps per "
+        f"- {benchmark.NETWORK}; {args.steps} steps per "
         f"window, {args.repeats} window(s) (median), after a first call and "
         f"{args.warmup} warm-up steps (rounded up to whole calls).",
         flops_note(args.batch_sizes, (generator, discriminator), flops),

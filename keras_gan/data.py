@@ -235,11 +235,14 @@ def _index_batches(num_images, batch_size, shuffle, seed):
         return tf.reshape(order[: num_batches * batch_size], (num_batches, batch_size))
 
     epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return (
+    batches = (
         epoch_seeds.take(1)
         .map(permutation)
         .flat_map(tf.data.Dataset.from_tensor_slices)
     )
+    # flat_map hides the length; Keras needs it to end an epoch without an
+    # extra call (and for its progress bar).
+    return batches.apply(tf.data.experimental.assert_cardinality(num_batches))
 
 
 def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:
