@@ -1,7 +1,8 @@
 """Training speed of keras_gan against independent implementations, in one run.
 
-Trains the seed MLP GAN (arXiv:1406.2661; keras_gan's `mlp` architecture, the
-only one it ships) with each implementation below, at batch 64 and 256, for a
+Trains the seed MLP GAN (arXiv:1406.2661; keras_gan's `mlp` architecture;
+speed_dcgan.py and speed_resnet.py time the convolutional ones) with each
+implementation below, at batch 64 and 256, for a
 fixed number of steps after a warm-up, and prints one table row per
 implementation and batch size:
 
@@ -807,7 +808,8 @@ def main():
         ),
         f"- float32 GEMM 2048^3, best of 20, GFLOP/s at the start / end: "
         f"{gemm_summary(gemm)}; peak used (best all-core figure): {peak:.1f}.",
-        f"- Seed MLP GAN (keras_gan `mlp`, the only architecture it ships); "
+        f"- Seed MLP GAN (keras_gan `mlp`; speed_dcgan.py and speed_resnet.py "
+        f"time the others); "
         f"{args.steps} steps per window, {args.repeats} windows (median), after "
         f"a first call and {args.warmup} warm-up steps. Step FLOPs (matmuls): "
         f"{step_flops(64) / 1e6:.1f} M at batch 64, {step_flops(256) / 1e6:.1f} M "

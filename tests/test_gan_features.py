@@ -257,7 +257,11 @@ _REPLICAS_SCRIPT = textwrap.dedent(
 def test_penalties_are_scaled_for_gradients_summed_across_replicas(tmp_path):
     script = tmp_path / "replicas.py"
     script.write_text(_REPLICAS_SCRIPT)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # The repository first on the path: the script imports this checkout's
+    # keras_gan whether or not (and wherever) it is installed.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
     kernels = []
     for replicas in ("1", "2"):
         done = subprocess.run(
