@@ -55,9 +55,9 @@ Columns:
 - `d_loss / g_loss`: means over the last timed window, a sanity check only;
   the frameworks draw different noise.
 
-bench/speed_dcgan.py runs the same harness (the workers, the rounds, the
-table and the report helpers below) with its own implementations, FLOPs and
-peaks.
+bench/speed_dcgan.py and bench/speed_resnet.py run the same harness (the
+workers, the rounds, the table and the report helpers below) with their own
+implementations, FLOPs and peaks.
 
 The startup rows time `python cli.py train --dataset digits` through
 bench/startup_probe.py, which runs the real CLI code path in a fresh process
