@@ -75,9 +75,36 @@ def _one_line_errors(command):
     return wrapper
 
 
+_BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
 @click.group()
-def cli():
+@click.option(
+    "--backend",
+    type=click.Choice(sorted(_BACKEND_MODULES)),
+    default=None,
+    help="Keras backend that trains and samples (TensorFlow always reads the "
+    "data and writes the exports).  [default: $KERAS_BACKEND, else tensorflow]",
+)
+def cli(backend):
     """Train generative adversarial networks and sample from their exports."""
+    import importlib.util
+
+    if backend is not None:
+        # Read by Keras when it is first imported, which no command has done yet.
+        os.environ["KERAS_BACKEND"] = backend
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend not in _BACKEND_MODULES:
+        raise click.UsageError(
+            f"KERAS_BACKEND is {backend!r}; expected one of: "
+            f"{', '.join(sorted(_BACKEND_MODULES))}."
+        )
+    if importlib.util.find_spec(_BACKEND_MODULES[backend]) is None:
+        raise click.ClickException(
+            f"The {backend} backend needs the {_BACKEND_MODULES[backend]} package, "
+            f"which is not installed; pip install {_BACKEND_MODULES[backend]}, or "
+            f"pick another --backend."
+        )
 
 
 @cli.command()

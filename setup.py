@@ -12,7 +12,7 @@ version = re.search(
 setup(
     name="keras-gan",
     version=version,
-    description="Generative adversarial networks for Keras 3: fit, XLA, TF Serving.",
+    description="Generative adversarial networks for Keras 3 (TensorFlow, JAX, torch).",
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_gan", "keras_gan.*"]),
@@ -34,7 +34,17 @@ setup(
         "scikit-learn>=1.3",
     ],
     extras_require={
-        "tests": ["pytest>=8.0", "ruff>=0.6", "scipy>=1.10"],
+        # The JAX and PyTorch backends (CPU builds; .ci/run installs PyTorch's
+        # CPU wheel first so that pip does not fetch a CUDA build).
+        "tests": [
+            "pytest>=8.0",
+            "ruff>=0.6",
+            "scipy>=1.10",
+            "jax>=0.4.30",
+            "torch>=2.4",
+        ],
+        "jax": ["jax>=0.4.30"],
+        "torch": ["torch>=2.4"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={"console_scripts": ["keras-gan=cli:cli"]},

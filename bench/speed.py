@@ -7,6 +7,8 @@ fixed number of steps after a warm-up, and prints one table row per
 implementation and batch size:
 
     keras_gan              GAN.compile() defaults: XLA, 32 steps fused per call
+    keras_gan_jax          GAN.compile() defaults on the JAX backend (jax.jit step)
+    keras_gan_torch        GAN.compile() defaults on the PyTorch backend (eager)
     keras_gan_spe1         the same under XLA, Keras's own loop, 1 step per call
     keras_fit              the same GAN.fit without XLA (1 step per call)
     tf_function            bench/reference_tf.py's tf.function step, tf.data loop
@@ -101,6 +103,14 @@ SCRIPT = os.path.abspath(__file__)  # the workers' command
 # name -> (label, extra environment; None removes the variable)
 IMPLEMENTATIONS = {
     "keras_gan": ("keras_gan (XLA, 32 steps/call)", {}),
+    "keras_gan_jax": (
+        "keras_gan, JAX backend (jit)",
+        {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    ),
+    "keras_gan_torch": (
+        "keras_gan, PyTorch backend (eager)",
+        {"KERAS_BACKEND": "torch"},
+    ),
     "keras_gan_spe1": ("keras_gan XLA, Keras loop, 1 step/call", {}),
     "keras_fit": ("Keras fit, no XLA", {}),
     "tf_function": ("plain tf.function loop", {}),
@@ -193,7 +203,7 @@ class KerasGANTrainer:
 
 
 def make_trainer(name, images, batch_size):
-    if name == "keras_gan":
+    if name in ("keras_gan", "keras_gan_jax", "keras_gan_torch"):
         return KerasGANTrainer(images, batch_size, {})
     if name == "keras_gan_spe1":
         return KerasGANTrainer(

@@ -9,7 +9,7 @@ from keras_gan import losses
 from keras_gan import networks
 from keras_gan import noise
 from keras_gan.errors import InputError
-from keras_gan.gan import GAN
+from keras_gan.models import GAN
 from keras_gan.version import __version__
 
 __all__ = [

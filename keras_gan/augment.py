@@ -8,19 +8,17 @@ transforms to G. Each transform follows the paper's reference code
 (DiffAugment_tf.py), rewritten with static shapes for XLA: translation as a
 gather with clipped indices, cutout as a mask built by comparisons.
 
-Every random value of a call comes from one Philox draw of a few uniforms per
-image, always compiled with XLA. Why: TensorFlow's default stateless algorithm
-is slow under XLA on CPU (see `keras_gan.noise`), and its Philox kernel gives
-other values than XLA's Philox for the same seed, so only an always-compiled
-draw gives the same augmentations eagerly and in an XLA-compiled step. (The
-hash of `keras_gan.noise` agrees everywhere too, but XLA fuses it into every
-consumer of the per-image values and recomputes it per pixel: 2-3x slower.)
+Every random value of a call comes from a few uniforms per image drawn by the
+hash of `keras_gan.noise`, and every transform is written in `keras.ops`, so
+one seed gives the same augmentations on TensorFlow, JAX and PyTorch, eagerly
+and compiled.
 """
 
 from collections.abc import Sequence
 
-import tensorflow as tf
+from keras import ops
 
+from keras_gan import noise
 from keras_gan.errors import InputError
 
 POLICIES = ("color", "translation", "cutout")
@@ -29,7 +27,7 @@ POLICIES = ("color", "translation", "cutout")
 _TRANSLATION_RATIO = 1 / 8
 _CUTOUT_RATIO = 1 / 2
 
-# Columns of the (batch, 7) uniforms in [0, 1): one per random value per image.
+# Columns of the (batch, 7) uniforms in (0, 1): one per random value per image.
 (
     _BRIGHTNESS,
     _SATURATION,
@@ -103,60 +101,50 @@ def diff_augment(images, policy, seed):
 
     Example:
 
-    >>> images = tf.zeros((4, 8, 8, 1))
+    >>> images = keras.ops.zeros((4, 8, 8, 1))
     >>> augmented = diff_augment(images, "color,translation,cutout", [1, 2])
-    >>> tuple(augmented.shape), augmented.dtype.name
-    ((4, 8, 8, 1), 'float32')
+    >>> tuple(augmented.shape)
+    (4, 8, 8, 1)
     """
     names = parse_policy(policy)
-    images = tf.convert_to_tensor(images)
+    images = ops.convert_to_tensor(images)
     if not names:
         return images
-    if images.shape.rank != 4 or None in images.shape[1:]:
+    if len(images.shape) != 4 or None in images.shape[1:]:
         raise InputError(
             f"diff_augment needs images of shape (batch, height, width, "
             f"channels) with static height, width and channels; received shape "
             f"{images.shape}."
         )
     x = images
-    if x.dtype in (tf.float16, tf.bfloat16):
+    if images.dtype in ("float16", "bfloat16"):
         # Image means in half precision would lose the deviations that
         # saturation and contrast scale.
-        x = tf.cast(x, tf.float32)
-    seed = tf.convert_to_tensor(seed)
-    if seed.dtype not in (tf.int32, tf.int64):
-        seed = tf.cast(seed, tf.int64)
-    uniforms = tf.cast(_uniforms(tf.shape(x)[0], seed), x.dtype)
+        x = ops.cast(x, "float32")
+    batch_size = ops.shape(x)[0]
+    draws = noise.uniforms(batch_size * _NUM_UNIFORMS, noise.seed_words(seed))
+    draws = ops.cast(ops.reshape(draws, (batch_size, _NUM_UNIFORMS)), x.dtype)
     for name in names:
-        x = _TRANSFORMS[name](x, uniforms)
-    return tf.cast(x, images.dtype)
-
-
-@tf.function(jit_compile=True)
-def _uniforms(batch_size, seed):
-    # (batch, 7) uniforms in [0, 1); inlined into an enclosing XLA step, its
-    # own small XLA program elsewhere.
-    return tf.random.stateless_uniform(
-        [batch_size, _NUM_UNIFORMS], seed=seed, alg="philox"
-    )
+        x = _TRANSFORMS[name](x, draws)
+    return ops.cast(x, images.dtype)
 
 
 def _per_image(values):
     # (batch,) -> (batch, 1, 1, 1), to broadcast over an image.
-    return tf.reshape(values, [-1, 1, 1, 1])
+    return ops.reshape(values, (-1, 1, 1, 1))
 
 
 def _random_integers(uniforms, count):
-    # Uniform integers in [0, count) from uniforms in [0, 1); the minimum
+    # Uniform integers in [0, count) from uniforms in (0, 1); the minimum
     # guards against u * count rounding up to count in float32.
-    return tf.minimum(tf.cast(tf.floor(uniforms * count), tf.int32), count - 1)
+    return ops.minimum(ops.cast(ops.floor(uniforms * count), "int32"), count - 1)
 
 
 def _color(x, uniforms):
     x = x + _per_image(uniforms[:, _BRIGHTNESS] - 0.5)
-    mean = tf.reduce_mean(x, axis=3, keepdims=True)  # (batch, height, width, 1)
+    mean = ops.mean(x, axis=3, keepdims=True)  # (batch, height, width, 1)
     x = (x - mean) * _per_image(uniforms[:, _SATURATION] * 2.0) + mean
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)  # (batch, 1, 1, 1)
+    mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)  # (batch, 1, 1, 1)
     return (x - mean) * _per_image(uniforms[:, _CONTRAST] + 0.5) + mean
 
 
@@ -169,11 +157,18 @@ def _shift(x, uniforms, axis):
     size = x.shape[axis]
     limit = int(size * _TRANSLATION_RATIO + 0.5)
     shift = _random_integers(uniforms, 2 * limit + 1) - limit  # (batch,)
-    source = tf.range(size)[None, :] + shift[:, None] + 1  # (batch, size)
-    source = tf.clip_by_value(source, 0, size + 1)
+    source = ops.arange(size, dtype="int32")[None, :] + shift[:, None] + 1
+    source = ops.clip(source, 0, size + 1)  # (batch, size)
     padding = [[0, 0]] * 4
     padding[axis] = [1, 1]
-    return tf.gather(tf.pad(x, padding), source, axis=axis, batch_dims=1)
+    padded = ops.pad(x, padding)
+    index_shape = [1, 1, 1, 1]
+    index_shape[0], index_shape[axis] = -1, size
+    source = ops.reshape(source, index_shape)
+    target_shape = list(ops.shape(padded))
+    target_shape[axis] = size
+    source = ops.broadcast_to(source, target_shape)
+    return ops.take_along_axis(padded, source, axis=axis)
 
 
 def _translation(x, uniforms):
@@ -188,16 +183,16 @@ def _cutout_band(uniforms, size):
     side = int(size * _CUTOUT_RATIO + 0.5)
     centre = _random_integers(uniforms, size + 1 - side % 2)
     start = (centre - side // 2)[:, None]
-    index = tf.range(size)[None, :]
-    return tf.logical_and(index >= start, index < start + side)
+    index = ops.arange(size, dtype="int32")[None, :]
+    return ops.logical_and(index >= start, index < start + side)
 
 
 def _cutout(x, uniforms):
     _, height, width, _ = x.shape
     rows = _cutout_band(uniforms[:, _CUTOUT_ROW], height)
     columns = _cutout_band(uniforms[:, _CUTOUT_COLUMN], width)
-    inside = tf.logical_and(rows[:, :, None], columns[:, None, :])
-    keep = tf.cast(tf.logical_not(inside), x.dtype)  # (batch, height, width)
+    inside = ops.logical_and(rows[:, :, None], columns[:, None, :])
+    keep = ops.cast(ops.logical_not(inside), x.dtype)  # (batch, height, width)
     return x * keep[..., None]
 
 

@@ -7,7 +7,6 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_gan import export
 from keras_gan import images
@@ -80,7 +79,8 @@ class SampleGrid(keras.callbacks.Callback):
         self._labels = None
         if self.model.num_classes:
             classes = np.arange(self.model.num_classes, dtype=np.int32)
-            self._labels = tf.constant(np.repeat(classes, self.num_rows))
+            labels = np.repeat(classes, self.num_rows)
+            self._labels = keras.ops.convert_to_tensor(labels)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:

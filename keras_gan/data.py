@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gan.errors import InputError
-from keras_gan.images import to_model_range
 
 # TFDS downloads prepared datasets from its GCS mirror and MNIST from
 # storage.googleapis.com/cvdf-datasets: both on this host.
@@ -200,7 +199,7 @@ def dataset_from_arrays(
 
     def gather(batch_indices):
         batch = [tf.gather(column, batch_indices) for column in columns]
-        batch[0] = to_model_range(batch[0]) if images.dtype == np.uint8 else batch[0]
+        batch[0] = _to_model_range(batch[0]) if images.dtype == np.uint8 else batch[0]
         return batch[0] if len(batch) == 1 else tuple(batch)
 
     dataset = indices.map(gather, num_parallel_calls=2).prefetch(IN_MEMORY_PREFETCH)
@@ -600,7 +599,7 @@ def _tfds_dataset(name, batch_size, split, shuffle, seed, with_labels):
     _check_batch_fits(batch_size, int(examples.cardinality()))
 
     def convert(example):
-        images = to_model_range(example[image_key])
+        images = _to_model_range(example[image_key])
         if not with_labels:
             return images
         return images, tf.cast(example[label_key], tf.int32)
@@ -608,3 +607,9 @@ def _tfds_dataset(name, batch_size, split, shuffle, seed, with_labels):
     dataset = examples.map(convert, num_parallel_calls=tf.data.AUTOTUNE).cache()
     buffer = min(TFDS_SHUFFLE_BUFFER, int(examples.cardinality()))
     return _batched(dataset, buffer, batch_size, shuffle, seed)
+
+
+def _to_model_range(images):
+    # `keras_gan.images.to_model_range` in TensorFlow ops: tf.data maps run
+    # as TensorFlow graphs whatever the Keras backend.
+    return tf.cast(images, tf.float32) / 127.5 - 1.0

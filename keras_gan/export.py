@@ -24,6 +24,8 @@ import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import keras
@@ -64,6 +66,8 @@ def export_generator(
         seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
     ```
     """
+    if keras.config.backend() != "tensorflow":
+        return _export_with_tensorflow(generator, path, max_images, num_classes)
     conditional = networks.is_conditional(generator, num_classes)
     latent_dim = int(generator.inputs[0].shape[-1])
     image_shape = [int(size) for size in generator.outputs[0].shape[1:]]
@@ -153,6 +157,29 @@ def export_generator(
             file,
         )
     return str(path)
+
+
+def _export_with_tensorflow(generator, path, max_images, num_classes):
+    # A SavedModel is a TensorFlow graph: on the JAX and PyTorch backends the
+    # generator's architecture and weights go through a `.keras` file to a
+    # TensorFlow-backend process that writes the same export the TensorFlow
+    # backend writes (the same graph, the same signatures, no jax2tf custom
+    # calls for TF Serving to support).
+    path = os.fspath(path)
+    with tempfile.TemporaryDirectory(prefix=".keras-gan-export-") as scratch:
+        model_file = os.path.join(scratch, "generator.keras")
+        generator.save(model_file)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+        command = [sys.executable, "-m", "keras_gan.export", model_file, path]
+        command += [str(max_images), "" if num_classes is None else str(num_classes)]
+        completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        lines = completed.stderr.strip().splitlines() or ["no output"]
+        raise InputError(
+            f"Exporting through TensorFlow failed: {lines[-1][:300]}; expected "
+            f"a generator that TensorFlow can load."
+        )
+    return path
 
 
 def export_info(path) -> dict:
@@ -332,3 +359,15 @@ def sample_grid(
     files.make_dirs(os.path.dirname(os.path.abspath(output)))
     files.atomic_write(output, lambda staging: images.save_png(grid, staging))
     return os.fspath(output)
+
+
+if __name__ == "__main__":
+    # `python -m keras_gan.export GENERATOR.keras PATH MAX_IMAGES NUM_CLASSES`,
+    # run by `export_generator` on the JAX and PyTorch backends.
+    model_file, target, max_images, num_classes = sys.argv[1:5]
+    export_generator(
+        keras.saving.load_model(model_file, compile=False),
+        target,
+        int(max_images),
+        int(num_classes) if num_classes else None,
+    )

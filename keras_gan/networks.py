@@ -11,7 +11,6 @@ discriminator on `[images, labels]`.
 import math
 
 import keras
-import tensorflow as tf
 from keras import layers
 
 from keras_gan.errors import InputError
@@ -111,6 +110,15 @@ def halvings(image_shape, smallest=4, most=None):
     return count, (height, width)
 
 
+def has_convolutions(model) -> bool:
+    """Whether `model` has a convolution layer (wrapped ones included)."""
+    return any(
+        "Conv" in type(layer).__name__
+        or "Conv" in type(getattr(layer, "layer", None)).__name__
+        for layer in model._flatten_layers()
+    )
+
+
 def check_classes(num_classes):
     """Raises a one-line `InputError` unless `num_classes` is None or >= 2."""
     if num_classes is not None and int(num_classes) < 2:
@@ -143,7 +151,7 @@ def default_labels(num_images, num_classes):
 
     Returns an int32 tensor `(num_images,)`; `num_images` may be a tensor.
     """
-    return tf.math.floormod(tf.range(num_images, dtype="int32"), num_classes)
+    return keras.ops.mod(keras.ops.arange(num_images, dtype="int32"), num_classes)
 
 
 def projection_logit(features, labels, num_classes, wrap=None, name="logit"):

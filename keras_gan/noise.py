@@ -1,45 +1,122 @@
 """Latent noise: standard normal vectors from a counter-based hash generator.
 
 One function draws every latent of the library (training steps, `generate`,
-sample grids, the exported `generate` signature), so the same seed gives the
-same latents eagerly, in an XLA-compiled step and in TF Serving.
+sample grids, the exported `generate` signature), on every Keras backend, so
+the same seed gives the same latents eagerly, in a compiled step, on
+TensorFlow, JAX and PyTorch, and in TF Serving.
 
-Why not `keras.random.normal`: under XLA on CPU, TensorFlow's stateless
-generators are slow. Measured on a 2-core CPU inside an XLA loop, one
-(256, 100) draw costs ~3 ms with the default algorithm, ~0.53 ms with Philox
-and Box-Muller, and ~0.09 ms here: for the seed MLP at batch 256 that was a
-quarter of the training step. Here each value is a counter-based hash: the
-"lowbias32" integer hash of Chris Wellons (full avalanche, every output bit
-depends on every input bit) applied to the value's index and the two words of
-the seed, as in counter-based generators such as Philox or Squares. Integer
-hashing gives identical bits with and without XLA; the inverse normal CDF
-(`erfinv`) maps the top 24 bits, as uniforms in (0, 1), to normals.
+Why not `keras.random.normal`: each backend has its own generator (the same
+seed gives other numbers on JAX than on TensorFlow), and under XLA on CPU
+TensorFlow's stateless generators are slow. Measured on a 2-core CPU inside an
+XLA loop, one (256, 100) draw costs ~3 ms with TensorFlow's default algorithm,
+~0.53 ms with Philox and Box-Muller, and ~0.09 ms here. Here each value is a
+counter-based hash: the "lowbias32" integer hash of Chris Wellons (full
+avalanche, every output bit depends on every input bit) applied to the value's
+index and the two words of the seed, as in counter-based generators such as
+Philox or Squares. The hash runs on int32 in `keras.ops`: multiplication wraps
+modulo 2**32 on every backend, and logical right shifts are arithmetic shifts
+masked to the low bits, so the bits are identical everywhere. The inverse
+normal CDF maps the top 24 bits, as uniforms in (0, 1), to normals, through
+Giles's single-precision `erfinv` (written here in `keras.ops`: the backends'
+own `erfinv` kernels disagree by up to 6e-5 in the tails, XLA's with
+TensorFlow's too).
 """
 
 import math
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
-_GOLDEN = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive keys apart
-
-
-def _hash32(x):
-    # lowbias32: x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b;
-    # x ^= x >> 16, on uint32 with wrap-around.
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
-    x = x * tf.constant(0x7FEB352D, tf.uint32)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15))
-    x = x * tf.constant(0x846CA68B, tf.uint32)
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+# 2**32 / golden ratio, as int32: spreads consecutive keys apart.
+GOLDEN = np.int32(0x9E3779B9 - 2**32)
+_MULTIPLIER_1 = np.int32(0x7FEB352D)
+_MULTIPLIER_2 = np.int32(0x846CA68B - 2**32)
 
 
-def _seed_words(seed):
-    # Any integer seed pair -> two uint32 words (int64 states wrap modulo 2**32).
-    seed = tf.convert_to_tensor(seed)
-    if seed.dtype != tf.int64:
-        seed = tf.cast(seed, tf.int64)
-    return tf.cast(tf.bitwise.bitwise_and(seed, 0xFFFFFFFF), tf.uint32)
+def _shift_right(x, bits):
+    # Logical shift of int32 words: the arithmetic shift, sign bits masked off.
+    return ops.bitwise_and(ops.right_shift(x, bits), np.int32((1 << (32 - bits)) - 1))
+
+
+def hash32(x):
+    """lowbias32 on int32 words (read as uint32 bit patterns).
+
+    x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16.
+    """
+    x = ops.bitwise_xor(x, _shift_right(x, 16))
+    x = ops.multiply(x, _MULTIPLIER_1)
+    x = ops.bitwise_xor(x, _shift_right(x, 15))
+    x = ops.multiply(x, _MULTIPLIER_2)
+    return ops.bitwise_xor(x, _shift_right(x, 16))
+
+
+def seed_words(seed):
+    """A seed (int, `(2,)` integers or a `SeedGenerator`) -> `(2,)` int32.
+
+    A `SeedGenerator` is advanced by one, so each call inside a compiled step
+    gets fresh noise. Integer seeds wrap modulo 2**32.
+    """
+    if isinstance(seed, keras.random.SeedGenerator):
+        seed = seed.next()
+    if isinstance(seed, (int, np.integer)):
+        seed = np.array([int(seed) % 2**32, 0], np.uint32).view(np.int32)
+    elif isinstance(seed, (list, tuple, np.ndarray)):
+        seed = (np.asarray(seed, np.int64).reshape(-1) % 2**32).astype(np.uint32)
+        seed = seed.view(np.int32)
+    seed = ops.convert_to_tensor(seed)
+    if len(seed.shape) == 0:
+        seed = ops.stack([seed, ops.zeros_like(seed)])
+    if seed.dtype != "int32":
+        seed = ops.cast(seed, "int32")  # wraps modulo 2**32 on every backend
+    return seed
+
+
+def random_bits(count, seed):
+    """`count` hashed int32 words, a pure function of `(index, seed)`.
+
+    Args:
+        count: int or scalar int tensor.
+        seed: a `(2,)` int32 tensor from `seed_words`.
+    """
+    index = ops.arange(count, dtype="int32")
+    key0 = hash32(ops.add(seed[0], GOLDEN))
+    key1 = hash32(ops.bitwise_xor(seed[1], GOLDEN))
+    return hash32(ops.bitwise_xor(hash32(ops.bitwise_xor(index, key0)), key1))
+
+
+def uniforms(count, seed):
+    """`count` float32 uniforms in (0, 1) from the top 24 bits of the hash:
+    (k + 1/2) / 2**24, exact in float32 and never 0 or 1."""
+    top = ops.cast(_shift_right(random_bits(count, seed), 8), "float32")
+    return (top + 0.5) * 2.0**-24
+
+
+# Giles 2010, "Approximating the erfinv function" (GPU Computing Gems), the
+# single-precision polynomials in w = -log(1 - x^2), split at w = 5: relative
+# error below 4e-7 on (-1, 1).
+_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
+            0.00021858087, -0.00125372503, -0.00417768164, 0.246640727,
+            1.50140941)  # fmt: skip
+_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844,
+         0.00573950773, -0.0076224613, 0.00943887047, 1.00167406,
+         2.83297682)  # fmt: skip
+
+
+def _polynomial(coefficients, w):
+    p = coefficients[0]
+    for coefficient in coefficients[1:]:
+        p = coefficient + p * w
+    return p
+
+
+def erfinv(x):
+    """The inverse error function of float32 `x` in (-1, 1), in `keras.ops`:
+    the same bits on every backend up to the backends' `log` and `sqrt`."""
+    w = -ops.log((1.0 - x) * (1.0 + x))
+    central = _polynomial(_CENTRAL, w - 2.5)
+    tail = _polynomial(_TAIL, ops.sqrt(w) - 3.0)
+    return ops.where(w < 5.0, central, tail) * x
 
 
 def latent_noise(num_images, latent_dim, seed):
@@ -61,33 +138,14 @@ def latent_noise(num_images, latent_dim, seed):
     >>> tuple(z.shape)
     (4, 100)
     """
-    if isinstance(seed, keras.random.SeedGenerator):
-        seed = seed.next()
-    elif isinstance(seed, int):
-        seed = [seed, 0]
-    else:
-        seed = tf.convert_to_tensor(seed)
-        if seed.shape.rank == 0:
-            seed = tf.stack([seed, tf.zeros_like(seed)])
-    words = _seed_words(seed)
-    replica_context = tf.distribute.get_replica_context()
-    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
-        # Every replica reads the same generator state: fold in the replica id
-        # so that replicas draw different latents.
-        replica = tf.cast(replica_context.replica_id_in_sync_group, tf.uint32)
-        words = tf.stack([words[0], _hash32(words[1] ^ (replica + 1) * _GOLDEN)])
-    num_images = tf.cast(num_images, tf.int32)
-    count = num_images * latent_dim
-    index = tf.cast(tf.range(count), tf.uint32)
-    key0 = _hash32(words[0] + tf.constant(_GOLDEN, tf.uint32))
-    key1 = _hash32(words[1] ^ tf.constant(_GOLDEN, tf.uint32))
-    bits = _hash32(_hash32(index ^ key0) ^ key1)
+    words = seed_words(seed)
+    bits = random_bits(num_images * latent_dim, words)
     # The top 24 bits k as 2u - 1 = (k - (2**23 - 1/2)) / 2**23, u uniform in
     # (0, 1): exact in float32 and never +-1, where erfinv is infinite.
-    top = tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32)
+    top = ops.cast(_shift_right(bits, 8), "float32")
     centred = (top - (2.0**23 - 0.5)) * 2.0**-23
     # TensorFlow's non-XLA erfinv returns inf at 1 - 2**-24 (XLA's does not):
     # clip the two outermost values (probability 2**-24 each) one step in.
-    centred = tf.clip_by_value(centred, -(1.0 - 2.0**-23), 1.0 - 2.0**-23)
-    normal = math.sqrt(2.0) * tf.math.erfinv(centred)
-    return tf.reshape(normal, tf.stack([num_images, latent_dim]))
+    centred = ops.clip(centred, -(1.0 - 2.0**-23), 1.0 - 2.0**-23)
+    normal = math.sqrt(2.0) * erfinv(centred)
+    return ops.reshape(normal, (num_images, latent_dim))

@@ -20,10 +20,8 @@ from keras_gan import files
 from keras_gan import networks
 from keras_gan.errors import InputError
 from keras_gan.evaluation import Evaluator
-from keras_gan.gan import AUTO_STEPS_PER_EXECUTION
-from keras_gan.gan import GAN
-from keras_gan.gan import TRAINING_DEFAULTS
-from keras_gan.gan import auto_jit_compile
+from keras_gan.models import GAN
+from keras_gan.models import TRAINING_DEFAULTS
 
 # Settings that define the model and its data: fixed for the life of a run.
 MODEL_SETTINGS = {
@@ -305,9 +303,9 @@ def train(
     finally:
         keras.config.set_dtype_policy(policy)
     if jit_compile == "auto":
-        jit_compile = auto_jit_compile(generator, discriminator)
+        jit_compile = gan.auto_jit_compile()
     if steps_per_execution == "auto":
-        steps_per_execution = AUTO_STEPS_PER_EXECUTION if jit_compile else 1
+        steps_per_execution = gan.auto_steps_per_execution(jit_compile)
     steps_per_epoch = int(dataset_.cardinality())
     if steps_per_epoch > 0:
         # More would not run anyway, and would confuse the progress bar.

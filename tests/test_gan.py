@@ -9,7 +9,6 @@ from helpers import tiny_gan
 from helpers import tiny_images
 
 import keras_gan
-from keras_gan import noise
 from keras_gan.errors import InputError
 
 LOGS = {"d_loss", "g_loss", "d_real", "d_fake"}
@@ -80,42 +79,6 @@ def test_fused_path_handles_ragged_and_changing_datasets():
     assert int(fused.g_optimizer.iterations) == 4 + 3 + 8
     for a, b in zip(single.get_weights(), fused.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_train_step_is_algorithm_one_by_hand():
-    # D descends on fresh latents z1, then G descends on fresh latents z2 through
-    # the *updated* D (Algorithm 1 of arXiv:1406.2661), plain SGD to check it.
-    gan, reference = tiny_gan(seed=3), tiny_gan()
-    copy_weights(gan, reference)
-    learning_rate = 0.1
-    gan.compile(
-        d_optimizer=keras.optimizers.SGD(learning_rate),
-        g_optimizer=keras.optimizers.SGD(learning_rate),
-        run_eagerly=True,
-    )
-    real = tf.constant(tiny_images(4))
-    gan.train_step(real)
-
-    generator, discriminator = reference.generator, reference.discriminator
-    z1 = noise.latent_noise(4, LATENT_DIM, tf.constant([3, 0], tf.int64))
-    z2 = noise.latent_noise(4, LATENT_DIM, tf.constant([3, 1], tf.int64))
-    fake = generator(z1)
-    with tf.GradientTape() as tape:
-        d_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(real))) + tf.reduce_mean(
-            tf.nn.softplus(discriminator(fake))
-        )
-    grads = tape.gradient(d_loss, discriminator.trainable_variables)
-    for variable, grad in zip(discriminator.trainable_variables, grads, strict=True):
-        variable.assign_sub(learning_rate * grad)
-    with tf.GradientTape() as tape:
-        g_loss = tf.reduce_mean(tf.nn.softplus(-discriminator(generator(z2))))
-    grads = tape.gradient(g_loss, generator.trainable_variables)
-    for variable, grad in zip(generator.trainable_variables, grads, strict=True):
-        variable.assign_sub(learning_rate * grad)
-
-    for a, b in zip(gan.get_weights(), reference.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert float(gan.d_loss_tracker.result()) == pytest.approx(float(d_loss), 1e-5)
 
 
 def test_each_player_updates_only_its_own_weights():

@@ -1,8 +1,22 @@
-"""`GAN`: a `keras.Model` that trains a generator against a discriminator."""
+"""`BaseGAN`: everything about the GAN that does not depend on the backend.
+
+Constructor checks, `compile` and its config, the metrics, `call`, `generate`,
+the EMA generator, the noise seed state, `get_config`, and the training step
+itself, written once in `keras.ops` (Algorithm 1 of Goodfellow et al. 2014,
+arXiv:1406.2661). A backend trainer (`keras_gan.backend.<name>.trainer`)
+contributes only the gradient mechanics, through three hooks:
+
+- `_minimize(objective, model, optimizer)`: run `objective() -> (loss, aux)`,
+  descend `loss` on `model.trainable_variables` with `optimizer`, return `aux`;
+- `_input_gradients(function, inputs)`: d sum(function(inputs)) / d inputs,
+  differentiable again (for gradient penalties);
+- `_cond(predicate, true_fn, false_fn)`: a branch whose functions may update
+  variables (lazy penalties, `d_steps`).
+"""
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_gan import augment as augmentation
 from keras_gan import losses
@@ -10,50 +24,45 @@ from keras_gan import networks
 from keras_gan import noise
 from keras_gan.errors import InputError
 
-# Steps per compiled call under XLA: measured on a 2-core CPU with the seed MLP
-# (batch 64), 32 fused steps run ~1.4x faster than 1 and within ~5% of 128,
-# while batch-level callbacks still fire every 32 steps.
-AUTO_STEPS_PER_EXECUTION = 32
+# The training options of `GAN.compile` and their defaults.
+TRAINING_DEFAULTS = {
+    "gradient_penalty": 0.0,
+    "r1": 0.0,
+    "r2": 0.0,
+    "penalty_interval": 1,
+    "d_steps": 1,
+    "augment": None,
+}
+
+_SEED_STATE = "seed_generator_state"
 
 
-def _default_optimizer():
-    # Radford et al. 2015 (DCGAN), arXiv:1511.06434, sec. 4: the usual GAN Adam.
-    return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
-
-
-def _get_optimizer(identifier, argument):
-    if isinstance(identifier, str) and identifier == "auto":
-        return _default_optimizer()
-    try:
-        return keras.optimizers.get(identifier)
-    except ValueError as error:
-        raise InputError(
-            f"{argument} must be 'auto', an optimizer name or a "
-            f"keras.optimizers.Optimizer; received {identifier!r}."
-        ) from error
-
-
-@keras.saving.register_keras_serializable(package="keras_gan")
-class GAN(keras.Model):
+class BaseGAN(keras.Model):
     """A generative adversarial network trained with `fit`.
 
     Each `train_step` updates the discriminator once on a batch of real images
     and a batch of generated ones, then the generator once on fresh latents
     (Algorithm 1 of Goodfellow et al. 2014, arXiv:1406.2661). Latents come
     from the model's own `SeedGenerator`, so compiled steps draw fresh noise
-    and a saved model restores its random state.
+    and a saved model restores its random state. The same step runs on the
+    TensorFlow, JAX and PyTorch backends (`keras_gan.GAN` picks the trainer of
+    `keras.config.backend()`).
 
     Logged per epoch: `d_loss`, `g_loss`, and the discriminator's mean
     probability that real images are real (`d_real`) and that generated images
-    are real (`d_fake`).
+    are real (`d_fake`); `d_penalty` when a gradient penalty is on.
 
     Args:
-        generator: a `keras.Model` from latents `(batch, latent_dim)` to
-            images in [-1, 1].
-        discriminator: a `keras.Model` from images to logits `(batch, 1)`.
+        generator: a `keras.Model` from latents `(batch, latent_dim)` (and
+            labels, for a conditional GAN) to images in [-1, 1].
+        discriminator: a `keras.Model` from images (and labels) to logits
+            `(batch, 1)`.
         latent_dim: size of the latent vector; read from the generator's
             input when `None`.
         seed: int seed of the training noise, or `None` for a random one.
+        num_classes: number of classes of a conditional GAN, or `None`.
+        ema_decay: decay of an exponential moving average of the generator's
+            weights used for sampling and export (e.g. 0.999), or `None`.
         **kwargs: passed to `keras.Model` (`name`, `dtype`, ...).
 
     Example:
@@ -150,14 +159,19 @@ class GAN(keras.Model):
         generator = self.generator if training else self.inference_generator
         if self.conditional:
             if labels is None:
-                labels = networks.default_labels(tf.shape(z)[0], self.num_classes)
-            labels = tf.cast(labels, "int32")
+                labels = networks.default_labels(ops.shape(z)[0], self.num_classes)
+            labels = ops.cast(labels, "int32")
             # Without it, one label would broadcast over a batch of latents.
-            tf.debugging.assert_equal(
-                tf.size(labels),
-                tf.shape(z)[0],
-                message="labels must hold one class per row of z",
-            )
+            if len(labels.shape) != 1 or (
+                labels.shape[0] is not None
+                and z.shape[0] is not None
+                and labels.shape[0] != z.shape[0]
+            ):
+                raise InputError(
+                    f"labels must hold one class per row of z; received labels "
+                    f"of shape {tuple(labels.shape)} for z of shape "
+                    f"{tuple(z.shape)}."
+                )
         return self._generate(z, labels, training, generator)
 
     @property
@@ -217,14 +231,13 @@ class GAN(keras.Model):
                 subset, or None) applied to every image D sees, real and
                 generated (Zhao et al. 2020, arXiv:2006.10738).
             jit_compile: whether the train step is compiled with XLA. `"auto"`
-                compiles it on a GPU and, on a CPU, for networks without
-                convolutions (where it is 2-5x faster, see README's speed
-                table); convolutions run faster on TensorFlow's oneDNN kernels
-                than under XLA's CPU backend (1048 against 753 images/s for
-                the DCGAN at batch 128 on a 2-core CPU).
+                is the backend trainer's choice: on TensorFlow XLA on a GPU
+                and, on a CPU, for networks without convolutions (see README's
+                speed table); always on JAX; never on PyTorch (eager, as
+                Keras does).
             steps_per_execution: training steps per compiled call. `"auto"`
-                is `AUTO_STEPS_PER_EXECUTION` (32) under XLA and 1 otherwise.
-                Batch-level callback hooks fire once per call.
+                is the backend trainer's choice (32 under XLA on TensorFlow,
+                1 elsewhere). Batch-level callback hooks fire once per call.
             **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
 
         Under a `mixed_float16` policy both optimizers are wrapped in a
@@ -245,12 +258,18 @@ class GAN(keras.Model):
             "d_steps": _at_least_one(d_steps, "d_steps"),
             "augment": ",".join(augmentation.parse_policy(augment)) or None,
         }
+        # Saved as given, so that a file compiled with "auto" on one backend
+        # gets the other backend's choice when loaded there.
+        self._compile_choices = {
+            "jit_compile": jit_compile,
+            "steps_per_execution": steps_per_execution,
+        }
         if kwargs.get("run_eagerly"):
             jit_compile = False
         if jit_compile == "auto":
-            jit_compile = auto_jit_compile(self.generator, self.discriminator)
+            jit_compile = self.auto_jit_compile()
         if steps_per_execution == "auto":
-            steps_per_execution = AUTO_STEPS_PER_EXECUTION if jit_compile else 1
+            steps_per_execution = self.auto_steps_per_execution(jit_compile)
         # No `model.optimizer`: the two players have their own.
         super().compile(
             optimizer=None,
@@ -273,6 +292,14 @@ class GAN(keras.Model):
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 
+    def auto_jit_compile(self) -> bool:
+        """What `jit_compile="auto"` picks; backend trainers override it."""
+        return True
+
+    def auto_steps_per_execution(self, jit_compile) -> int:
+        """What `steps_per_execution="auto"` picks; backend trainers override it."""
+        return 1
+
     def get_compile_config(self):
         if self.gan_loss is None:
             return None
@@ -281,8 +308,7 @@ class GAN(keras.Model):
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
             "loss": self.gan_loss.name,
             **self.training_options,
-            "jit_compile": self._jit_compile,
-            "steps_per_execution": self.steps_per_execution,
+            **self._compile_choices,
             "run_eagerly": self.run_eagerly,
         }
 
@@ -291,6 +317,91 @@ class GAN(keras.Model):
         for argument in ("d_optimizer", "g_optimizer"):
             config[argument] = keras.saving.deserialize_keras_object(config[argument])
         self.compile(**config)
+
+    # -- The training step, in keras.ops. ------------------------------------
+
+    def train_step(self, data):
+        real_images, labels = self._unpack(data)
+        batch_size = ops.shape(real_images)[0]
+        options = self.training_options
+
+        # Discriminator: tell real images from generated ones. Generated
+        # images take the real batch's labels, so classes keep the data's mix.
+        z = noise.latent_noise(batch_size, self.latent_dim, self._next_seed())
+        fake_images = ops.stop_gradient(self._generate(z, labels, training=True))
+        real_seed, fake_seed = self._augment_seeds()
+
+        def discriminator_objective():
+            real_logits = self._discriminate(real_images, labels, real_seed)
+            fake_logits = self._discriminate(fake_images, labels, fake_seed)
+            d_loss = self.gan_loss.discriminator(real_logits, fake_logits)
+            penalty = ops.convert_to_tensor(0.0)
+            if self._penalized:
+                penalty = self._penalty(real_images, fake_images, labels)
+            total = d_loss + penalty + _sum(self.discriminator.losses)
+            return total, (d_loss, penalty, real_logits, fake_logits)
+
+        d_loss, penalty, real_logits, fake_logits = self._minimize(
+            discriminator_objective, self.discriminator, self.d_optimizer
+        )
+
+        # Generator: make D call fresh samples real (every d_steps-th step).
+        def generator_step():
+            z = noise.latent_noise(batch_size, self.latent_dim, self._next_seed())
+            real_seed, fake_seed = self._augment_seeds()
+
+            def generator_objective():
+                generated = self._generate(z, labels, training=True)
+                generated_logits = self._discriminate(generated, labels, fake_seed)
+                real_for_g = None
+                if self.gan_loss.generator_needs_real_logits:
+                    real_for_g = self._discriminate(real_images, labels, real_seed)
+                g_loss = self.gan_loss.generator(real_for_g, generated_logits)
+                return g_loss + _sum(self.generator.losses), g_loss
+
+            g_loss = self._minimize(
+                generator_objective, self.generator, self.g_optimizer
+            )
+            self._update_ema()
+            return ops.cast(g_loss, "float32")
+
+        d_steps = options["d_steps"]
+        if d_steps == 1:
+            g_loss, g_weight = generator_step(), 1.0
+        else:
+            due = ops.equal(self.d_optimizer.iterations % d_steps, 0)
+            g_loss = self._cond(due, generator_step, lambda: ops.zeros((), "float32"))
+            g_weight = ops.cast(due, "float32")
+
+        # Metrics: the losses and D's probabilities before this step's update.
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss, sample_weight=g_weight)
+        self.d_real_tracker.update_state(ops.sigmoid(ops.cast(real_logits, "float32")))
+        self.d_fake_tracker.update_state(ops.sigmoid(ops.cast(fake_logits, "float32")))
+        if self._penalized:
+            self.penalty_tracker.update_state(penalty)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _unpack(self, data):
+        # (images,) or (images, labels); unconditional models ignore labels.
+        if isinstance(data, (tuple, list)):
+            real_images = data[0]
+            labels = data[1] if len(data) > 1 else None
+        else:
+            real_images, labels = data, None
+        real_images = ops.convert_to_tensor(real_images)
+        if self.conditional:
+            if labels is None:
+                raise InputError(
+                    "A conditional GAN trains on (images, labels) batches; the "
+                    "dataset yields images only."
+                )
+            labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        return real_images, labels
+
+    def _next_seed(self):
+        """The `(2,)` seed of the next random draw of a training step."""
+        return self.seed_generator.next()
 
     def _generate(self, z, labels, training, generator=None):
         generator = generator or self.generator
@@ -307,180 +418,84 @@ class GAN(keras.Model):
             return self.discriminator([images, labels], training=True)
         return self.discriminator(images, training=True)
 
+    def _augment_seeds(self):
+        if not self.training_options["augment"]:
+            return None, None
+        # Independent transforms for the real and the generated batch.
+        return self._next_seed(), self._next_seed()
+
     def _penalty(self, real_images, fake_images, labels):
         """The gradient penalties of this discriminator step (float32)."""
         options = self.training_options
-        batch_size = tf.shape(real_images)[0]
+        batch_size = ops.shape(real_images)[0]
 
         def input_gradient_norms(images):
-            # ||grad_x D(x)|| per image, through a tape of its own; under loss
-            # scaling the inner gradient is scaled too, or float16 underflows.
+            # ||grad_x D(x)|| per image; under loss scaling the inner gradient
+            # is scaled too, or float16 underflows.
             scale = _loss_scale(self.d_optimizer)
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                logits = tf.cast(self._discriminate(images, labels), "float32")
-                total = tf.reduce_sum(logits) * scale
-            gradients = tf.cast(tape.gradient(total, images), "float32") / scale
-            return tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + 1e-12)
+
+            def scaled_logits(x):
+                return ops.cast(self._discriminate(x, labels), "float32") * scale
+
+            gradients = self._input_gradients(scaled_logits, images)
+            gradients = ops.cast(gradients, "float32") / scale
+            return ops.sqrt(ops.sum(ops.square(gradients), axis=(1, 2, 3)) + 1e-12)
 
         def penalties():
-            total = tf.constant(0.0)
+            total = ops.zeros((), "float32")
             if options["gradient_penalty"]:
-                # Interpolation weights uniform in [0, 1], one per image: the
-                # normal CDF of the library's normal draws.
-                z = noise.latent_noise(batch_size, 1, self.seed_generator)
-                weight = 0.5 * (1.0 + tf.math.erf(z / np.sqrt(2.0)))
-                weight = tf.reshape(weight, (-1, 1, 1, 1))
-                real = tf.cast(real_images, "float32")
-                fake = tf.cast(fake_images, "float32")
-                mixed = weight * real + (1.0 - weight) * fake
-                norms = input_gradient_norms(mixed)
-                total += options["gradient_penalty"] * tf.reduce_mean(
-                    tf.square(norms - 1.0)
-                )
+                # Interpolation weights uniform in (0, 1), one per image.
+                weight = noise.uniforms(batch_size, noise.seed_words(self._next_seed()))
+                weight = ops.reshape(weight, (-1, 1, 1, 1))
+                real = ops.cast(real_images, "float32")
+                fake = ops.cast(fake_images, "float32")
+                norms = input_gradient_norms(weight * real + (1.0 - weight) * fake)
+                total += options["gradient_penalty"] * ops.mean(ops.square(norms - 1.0))
             for gamma, images in (
                 (options["r1"], real_images),
                 (options["r2"], fake_images),
             ):
                 if gamma:
-                    norms = input_gradient_norms(tf.cast(images, "float32"))
-                    total += 0.5 * gamma * tf.reduce_mean(tf.square(norms))
+                    norms = input_gradient_norms(ops.cast(images, "float32"))
+                    total += 0.5 * gamma * ops.mean(ops.square(norms))
             return total
 
         interval = options["penalty_interval"]
         if interval == 1:
             return penalties()
-        due = tf.equal(self.d_optimizer.iterations % interval, 0)
-        return tf.cond(due, lambda: interval * penalties(), lambda: tf.constant(0.0))
-
-    def train_step(self, data):
-        # (images,) or (images, labels); unconditional models ignore labels.
-        if isinstance(data, (tuple, list)):
-            real_images = data[0]
-            labels = data[1] if len(data) > 1 else None
-        else:
-            real_images, labels = data, None
-        if self.conditional:
-            if labels is None:
-                raise InputError(
-                    "A conditional GAN trains on (images, labels) batches; the "
-                    "dataset yields images only."
-                )
-            labels = tf.cast(tf.reshape(labels, (-1,)), "int32")
-        batch_size = tf.shape(real_images)[0]
-        options = self.training_options
-        # Gradients are summed across replicas, and these losses (penalties
-        # included) are means over one replica's batch: scale them so the
-        # update is the mean.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        penalized = self._penalized
-
-        # Discriminator: tell real images from generated ones. Generated
-        # images take the real batch's labels, so classes keep the data's mix.
-        z = noise.latent_noise(batch_size, self.latent_dim, self.seed_generator)
-        fake_images = self._generate(z, labels, training=True)
-        real_seed, fake_seed = self._augment_seeds()
-        with tf.GradientTape() as tape:
-            real_logits = self._discriminate(real_images, labels, real_seed)
-            fake_logits = self._discriminate(fake_images, labels, fake_seed)
-            d_loss = self.gan_loss.discriminator(real_logits, fake_logits)
-            penalty = (
-                self._penalty(real_images, fake_images, labels) if penalized else 0.0
-            )
-            d_total = d_loss + penalty + _sum(self.discriminator.losses)
-            d_total = self.d_optimizer.scale_loss(d_total / replicas)
-        variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply(tape.gradient(d_total, variables), variables)
-
-        # Generator: make D call fresh samples real (every d_steps-th step).
-        def generator_step():
-            z = noise.latent_noise(batch_size, self.latent_dim, self.seed_generator)
-            real_seed, fake_seed = self._augment_seeds()
-            with tf.GradientTape() as tape:
-                generated = self._generate(z, labels, training=True)
-                generated_logits = self._discriminate(generated, labels, fake_seed)
-                real_for_g = None
-                if self.gan_loss.generator_needs_real_logits:
-                    real_for_g = self._discriminate(real_images, labels, real_seed)
-                g_loss = self.gan_loss.generator(real_for_g, generated_logits)
-                g_total = g_loss + _sum(self.generator.losses)
-                g_total = self.g_optimizer.scale_loss(g_total / replicas)
-            variables = self.generator.trainable_variables
-            self.g_optimizer.apply(tape.gradient(g_total, variables), variables)
-            self._update_ema()
-            return g_loss
-
-        d_steps = options["d_steps"]
-        if d_steps == 1:
-            g_loss, g_weight = generator_step(), 1.0
-        else:
-            due = tf.equal(self.d_optimizer.iterations % d_steps, 0)
-            g_loss = tf.cond(due, generator_step, lambda: tf.constant(0.0))
-            g_weight = tf.cast(due, "float32")
-
-        # Metrics: the losses and D's probabilities before this step's update.
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss, sample_weight=g_weight)
-        self.d_real_tracker.update_state(tf.sigmoid(tf.cast(real_logits, "float32")))
-        self.d_fake_tracker.update_state(tf.sigmoid(tf.cast(fake_logits, "float32")))
-        if penalized:
-            self.penalty_tracker.update_state(penalty)
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def _augment_seeds(self):
-        if not self.training_options["augment"]:
-            return None, None
-        # Independent transforms for the real and the generated batch.
-        return self.seed_generator.next(), self.seed_generator.next()
+        due = ops.equal(self.d_optimizer.iterations % interval, 0)
+        return self._cond(
+            due, lambda: interval * penalties(), lambda: ops.zeros((), "float32")
+        )
 
     def _update_ema(self):
         if self.ema_generator is None:
             return
         # Warm-up as in tf.train.ExponentialMovingAverage(num_updates=...):
         # early averages forget the random initialisation quickly.
-        step = tf.cast(self.g_optimizer.iterations, "float32")
-        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        step = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         for average, variable in zip(
             self.ema_generator.weights, self.generator.weights, strict=True
         ):
+            value = ops.stop_gradient(ops.cast(variable.value, average.dtype))
             if variable.trainable:
-                value = tf.cast(variable, average.dtype)
-                average.assign(average * decay + value * (1.0 - decay))
+                average.assign(average.value * decay + value * (1.0 - decay))
             else:  # batch-norm statistics and the like: copied
-                average.assign(variable)
+                average.assign(value)
 
-    def make_train_function(self, force=False):
-        """Compiles `steps_per_execution` steps into one XLA call when it can.
+    # -- Backend hooks (see the module docstring). ---------------------------
 
-        Keras runs `steps_per_execution` steps as a TensorFlow while loop that
-        launches the XLA-compiled step once per step, paying TensorFlow's
-        per-call overhead (~3-4 ms on CPU, most of a small model's step) every
-        time. Here the loop is inside the XLA computation: the batches of one
-        execution are stacked first, then one compiled call runs them all.
-        The steps, their order and their results are those of the plain path;
-        only the launches are fewer. Used with `jit_compile=True`,
-        `steps_per_execution > 1`, no distribution strategy and networks
-        without convolutions; otherwise Keras's own path runs. (TF 2.21's XLA
-        CPU backend runs convolutions inside a while loop 2-10x slower than
-        outside one, measured with the DCGAN networks; for them the per-call
-        overhead is a small part of a step anyway.)
-        """
-        if self.train_function is not None and not force:
-            return self.train_function
-        if (
-            self.run_eagerly
-            or not self.jit_compile
-            or self.steps_per_execution <= 1
-            or tf.distribute.has_strategy()
-            or _has_convolutions(self.generator)
-            or _has_convolutions(self.discriminator)
-        ):
-            return super().make_train_function(force)
-        super().make_train_function(force=True)
-        self.train_function = _FusedTrainFunction(
-            self, self.steps_per_execution, fallback=self.train_function
-        )
-        return self.train_function
+    def _minimize(self, objective, model, optimizer):
+        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+
+    def _input_gradients(self, function, inputs):
+        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+
+    def _cond(self, predicate, true_fn, false_fn):
+        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+
+    # -- Sampling. -----------------------------------------------------------
 
     def generate(self, num_images: int, seed=None, batch_size: int = 256, labels=None):
         """Generates images from standard normal latents.
@@ -488,8 +503,8 @@ class GAN(keras.Model):
         Args:
             num_images: how many images.
             seed: int seed of the latents; the same seed gives the same images
-                here and from the exported `generate` signature. `None` draws
-                a seed from NumPy's global generator.
+                here, on every backend and from the exported `generate`
+                signature. `None` draws a seed from NumPy's global generator.
             batch_size: images generated per generator call.
             labels: conditional models only: an int class, or `num_images`
                 ints; `None` cycles through the classes (0, 1, ..., 0, 1, ...).
@@ -515,10 +530,11 @@ class GAN(keras.Model):
         batches = []
         for start in range(0, num_images, batch_size):
             end = start + batch_size
-            batch_labels = None if labels is None else tf.constant(labels[start:end])
-            batches.append(
-                keras.ops.convert_to_numpy(self(z[start:end], labels=batch_labels))
-            )
+            batch_labels = None
+            if labels is not None:
+                batch_labels = ops.convert_to_tensor(labels[start:end])
+            images = self(z[start:end], labels=batch_labels)
+            batches.append(ops.convert_to_numpy(ops.cast(images, "float32")))
         return np.concatenate(batches).astype(np.float32)
 
     def _check_labels(self, labels, num_images):
@@ -529,7 +545,9 @@ class GAN(keras.Model):
                 )
             return None
         if labels is None:
-            return networks.default_labels(num_images, self.num_classes).numpy()
+            return ops.convert_to_numpy(
+                networks.default_labels(num_images, self.num_classes)
+            )
         labels = np.asarray(labels)
         if labels.ndim == 0:
             labels = np.full(num_images, labels)
@@ -545,18 +563,26 @@ class GAN(keras.Model):
             )
         return labels.astype(np.int32)
 
+    # -- Saving. -------------------------------------------------------------
+
     def save_own_variables(self, store):
         # Keras saves a layer's seed generators with neither `.keras` files nor
         # weights files; saving the state here makes a resumed run draw the
-        # latents the uninterrupted run would have drawn.
+        # latents the uninterrupted run would have drawn. Stored as int64 on
+        # every backend, so a file moves between backends.
         super().save_own_variables(store)
-        store[_SEED_STATE] = self.seed_generator.state
+        state = ops.convert_to_numpy(self.seed_generator.state.value)
+        if state.dtype != np.int64:  # int32 (PyTorch), uint32 (JAX): unsigned
+            state = state.astype(np.int64) % 2**32
+        store[_SEED_STATE] = state
 
     def load_own_variables(self, store):
         # Keras's H5 store supports `.keys()` but not `in`.
         keys = list(store.keys())  # noqa: SIM118
         if _SEED_STATE in keys:
-            self.seed_generator.state.assign(store[_SEED_STATE])
+            self.seed_generator.state.assign(
+                _seed_state(store[_SEED_STATE], self.seed_generator.state.dtype)
+            )
         super().load_own_variables(
             {key: store[key] for key in keys if key != _SEED_STATE}
         )
@@ -591,124 +617,38 @@ class GAN(keras.Model):
         return cls(**config)
 
 
-_SEED_STATE = "seed_generator_state"
-
-
-class _FusedTrainFunction:
-    """`train_function(iterator)` running up to `steps` steps in one XLA call.
-
-    Each call runs the steps whose batches the previous call stacked into a
-    buffer, and meanwhile stacks the next ones: the XLA computation and the
-    input pipeline are independent ops of one graph, so TensorFlow runs them
-    concurrently. Batches of a non-static shape, which XLA cannot stack, fall
-    back to Keras's own train function.
-    """
-
-    def __init__(self, gan, steps, fallback):
-        self.gan = gan
-        self.steps = steps
-        self.fallback = fallback
-        self.iterator = None
-        self.use_fallback = False
-        # Per element spec: its buffer variables and the functions traced on them.
-        self.prepared = {}
-        self.run_steps = tf.function(
-            self._run_steps, jit_compile=True, reduce_retracing=True
-        )
-
-    def _prepare(self, spec):
-        # The functions close over their own buffer, so a retrace never mixes
-        # the buffers of two datasets.
-        if spec not in self.prepared:
-            buffer = [  # per leaf: a (steps, batch, ...) variable
-                tf.Variable(tf.zeros((self.steps, *leaf.shape), leaf.dtype),
-                            trainable=False)
-                for leaf in tf.nest.flatten(spec)
-            ]  # fmt: skip
-            count = tf.Variable(0, trainable=False)  # how many batches are real
-
-            def fill(iterator):
-                stacked, real = self._next_batches(iterator)
-                for variable, value in zip(
-                    buffer, tf.nest.flatten(stacked), strict=True
-                ):
-                    variable.assign(value)
-                count.assign(real)
-
-            def run_and_refill(iterator):
-                stacked = tf.nest.pack_sequence_as(
-                    spec, [v.read_value() for v in buffer]
-                )
-                real = count.read_value()
-                logs = self.run_steps(stacked, real)
-                with tf.control_dependencies(tf.nest.flatten(stacked) + [real]):
-                    fill(iterator)
-                return real, logs
-
-            self.prepared[spec] = (tf.function(fill), tf.function(run_and_refill))
-        return self.prepared[spec]
-
-    def _run_steps(self, stacked, count):
-        # stacked: each leaf (steps, batch, ...); only the first `count` are real.
-        def body(index, logs):
-            batch = tf.nest.map_structure(lambda leaf: leaf[index], stacked)
-            return index + 1, self.gan.train_step(batch)
-
-        initial_logs = {metric.name: metric.result() for metric in self.gan.metrics}
-        _, logs = tf.while_loop(
-            lambda index, _: index < count,
-            body,
-            (tf.constant(0), initial_logs),
-            maximum_iterations=self.steps,
-        )
-        return logs
-
-    def _next_batches(self, iterator):
-        # The end of an epoch may leave fewer than `steps` batches: pad with
-        # zeros (never trained on) and count the real ones.
-        optionals = [iterator.get_next_as_optional() for _ in range(self.steps)]
-        zeros = tf.nest.map_structure(
-            lambda leaf: tf.zeros(leaf.shape, leaf.dtype), iterator.element_spec
-        )
-        batches = [
-            tf.cond(optional.has_value(), optional.get_value, lambda: zeros)
-            for optional in optionals
-        ]
-        count = tf.add_n([tf.cast(o.has_value(), tf.int32) for o in optionals])
-        stacked = tf.nest.map_structure(lambda *leaves: tf.stack(leaves), *batches)
-        return stacked, count
-
-    def __call__(self, iterator):
-        if iterator is not self.iterator:  # a new epoch's (or dataset's) iterator
-            self.iterator = iterator
-            spec = iterator.element_spec
-            self.use_fallback = not all(
-                leaf.shape.is_fully_defined() for leaf in tf.nest.flatten(spec)
-            )
-            if not self.use_fallback:
-                self.fill, self.run_and_refill = self._prepare(spec)
-                self.fill(iterator)
-        if self.use_fallback:
-            return self.fallback(iterator)
-        count, logs = self.run_and_refill(iterator)
-        if int(count) == 0:
-            raise StopIteration
-        return logs
+def _seed_state(saved, dtype):
+    # Seed states are int64 (TensorFlow), uint32 (JAX) or int32 (PyTorch);
+    # the noise reads their low 32 bits, so a state moves between backends.
+    state = np.asarray(saved).astype(np.int64)
+    name = str(dtype).replace("torch.", "")
+    if name == "int64":
+        return state
+    words = (state % 2**32).astype(np.uint32)
+    return words if name == "uint32" else words.view(np.int32)
 
 
 def _sum(values):
-    return tf.add_n(values) if values else 0.0
+    return (
+        ops.sum(ops.stack([ops.cast(v, "float32") for v in values])) if values else 0.0
+    )
 
 
-# The training options of `GAN.compile` and their defaults.
-TRAINING_DEFAULTS = {
-    "gradient_penalty": 0.0,
-    "r1": 0.0,
-    "r2": 0.0,
-    "penalty_interval": 1,
-    "d_steps": 1,
-    "augment": None,
-}
+def _default_optimizer():
+    # Radford et al. 2015 (DCGAN), arXiv:1511.06434, sec. 4: the usual GAN Adam.
+    return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+
+
+def _get_optimizer(identifier, argument):
+    if isinstance(identifier, str) and identifier == "auto":
+        return _default_optimizer()
+    try:
+        return keras.optimizers.get(identifier)
+    except ValueError as error:
+        raise InputError(
+            f"{argument} must be 'auto', an optimizer name or a "
+            f"keras.optimizers.Optimizer; received {identifier!r}."
+        ) from error
 
 
 def _non_negative(value, argument):
@@ -730,22 +670,6 @@ def _at_least_one(value, argument):
     return int(value)
 
 
-def auto_jit_compile(generator, discriminator) -> bool:
-    """What `jit_compile="auto"` picks: XLA on a GPU, and on a CPU unless a
-    network has convolutions."""
-    if tf.config.list_logical_devices("GPU"):
-        return True
-    return not (_has_convolutions(generator) or _has_convolutions(discriminator))
-
-
-def _has_convolutions(model):
-    return any(
-        "Conv" in type(layer).__name__
-        or "Conv" in type(getattr(layer, "layer", None)).__name__
-        for layer in model._flatten_layers()
-    )
-
-
 def _uses_float16(model):
     return any(layer.dtype_policy.compute_dtype == "float16" for layer in model.layers)
 
@@ -758,5 +682,5 @@ def _loss_scaled(optimizer):
 
 def _loss_scale(optimizer):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return tf.cast(optimizer.dynamic_scale, "float32")
-    return tf.constant(1.0)
+        return ops.cast(optimizer.dynamic_scale, "float32")
+    return ops.ones((), "float32")

@@ -1,0 +1,230 @@
+"""The JAX trainer: a stateless `train_step(state, data)` for Keras's JAX `fit`.
+
+Keras's JAX `fit` threads `(trainable, non_trainable, optimizer, metrics)`
+variable values through a jitted `train_step` and carries only
+`model.optimizer.variables` as the optimizer's part: optimizers kept as other
+attributes would be baked into the compiled step as constants and their Adam
+moments would never advance. Here `model.optimizer` is `PlayerOptimizers`, a
+view whose `variables` are both players' optimizer variables, so both are
+threaded and written back.
+
+Inside the step, `BaseGAN.train_step` runs as written, in a
+`keras.StatelessScope` that maps every variable of the state to its traced
+value: reads see the traced values, and every assignment (optimizer updates,
+batch-norm statistics, metrics, the noise seed state) is recorded in the scope
+and returned as the new state. The hooks turn the backend-free step into pure
+functions where JAX needs them: `jax.value_and_grad` over a child scope for
+each player, `jax.grad` for input gradients, `jax.lax.cond` over the whole
+state for branches that update variables.
+"""
+
+import jax
+import keras
+import numpy as np
+from keras import ops
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
+from keras_gan.networks import has_convolutions
+
+# Steps per compiled call for networks without convolutions: the seed MLP at
+# batch 64 is bound by the per-call overhead of Keras's JAX loop.
+AUTO_STEPS_PER_EXECUTION = 32
+
+
+class PlayerOptimizers:
+    """`model.optimizer` on JAX: both players' optimizers as one state slot.
+
+    Keras's JAX `fit` reads `model.optimizer.variables` into the train state
+    and writes them back; it needs nothing else. The discriminator's variables
+    come first, found by identity when the step runs.
+    """
+
+    built = True
+
+    def __init__(self, d_optimizer, g_optimizer):
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+
+    @property
+    def variables(self):
+        return list(self.d_optimizer.variables) + list(self.g_optimizer.variables)
+
+    def build(self, variables):  # both players' optimizers are built in compile()
+        pass
+
+
+class JAXGANTrainer:
+    """Gradient mechanics of `BaseGAN` on JAX (mixed in before it)."""
+
+    def auto_jit_compile(self) -> bool:
+        # Keras's choice on JAX: the step is always worth compiling.
+        return True
+
+    def auto_steps_per_execution(self, jit_compile) -> int:
+        convolutional = has_convolutions(self.generator) or has_convolutions(
+            self.discriminator
+        )
+        return 1 if convolutional or not jit_compile else AUTO_STEPS_PER_EXECUTION
+
+    def make_train_function(self, force=False):
+        """Runs `steps_per_execution` steps in one jitted `jax.lax.scan`.
+
+        Keras's JAX `fit` runs `steps_per_execution` steps as a Python loop of
+        jitted calls, each paying the dispatch of the whole state. Here the
+        batches of one execution are stacked on the host and one compiled
+        call scans the step over them; an execution with fewer batches (the
+        end of an epoch) runs them one jitted call each. Same steps, same
+        order, same results.
+        """
+        if self.train_function is not None and not force:
+            return
+        steps = self.steps_per_execution
+        if (
+            self.run_eagerly
+            or not self.jit_compile
+            or steps <= 1
+            or keras.distribution.distribution() is not None
+        ):
+            return super().make_train_function(force)
+        single = jax.jit(self.train_step, donate_argnums=0)
+
+        def scan_steps(state, stacked):
+            def body(state, batch):
+                logs, state = self.train_step(state, batch)
+                return state, logs
+
+            state, logs = jax.lax.scan(body, state, stacked)
+            return jax.tree.map(lambda values: values[-1], logs), state
+
+        # Not donated: the scan may return one buffer for equal state leaves
+        # (the metrics' counts), which a donating call rejects.
+        fused = jax.jit(scan_steps)
+
+        def train_function(state, iterator):
+            batches = []
+            for _ in range(steps):
+                try:
+                    batches.append(next(iterator))
+                except StopIteration:
+                    break
+            if not batches:
+                raise StopIteration
+            if len(batches) == steps:
+                stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *batches)
+                return fused(state, stacked)
+            for batch in batches:
+                logs, state = single(state, batch)
+            return logs, state
+
+        self.train_function = train_function
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        # Not a Keras object: the two optimizers are saved under their own
+        # names, as on every backend.
+        object.__setattr__(
+            self, "optimizer", PlayerOptimizers(self.d_optimizer, self.g_optimizer)
+        )
+
+    def _state_variables(self):
+        return (
+            self.trainable_variables,
+            self.non_trainable_variables,
+            self.optimizer.variables,
+            self.metrics_variables,
+        )
+
+    def train_step(self, state, data):
+        groups = self._state_variables()
+        mapping = [
+            (variable, value)
+            for variables, values in zip(groups, state, strict=True)
+            for variable, value in zip(variables, values, strict=True)
+        ]
+        # Not through Layer.__setattr__, which would track the list's
+        # variables as the GAN's own.
+        object.__setattr__(self, "_step_variables", [v for v, _ in mapping])
+        try:
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                logs = super().train_step(data)
+        finally:
+            object.__setattr__(self, "_step_variables", None)
+        new_state = tuple(
+            [_current(scope, variable) for variable in variables]
+            for variables in groups
+        )
+        return logs, new_state
+
+    def _minimize(self, objective, model, optimizer):
+        variables = model.trainable_variables
+        parent = get_stateless_scope()
+        values = [_current(parent, variable) for variable in variables]
+
+        def loss_and_updates(values):
+            with _child_scope(parent, zip(variables, values, strict=True)) as child:
+                loss, aux = objective()
+                scaled = optimizer.scale_loss(loss)
+            return scaled, (aux, _updates(child, parent, exclude=variables))
+
+        grad_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
+        (_, (aux, updates)), grads = grad_fn(values)
+        parent.state_mapping.update(updates)
+        optimizer.apply(grads, variables)
+        return aux
+
+    def _input_gradients(self, function, inputs):
+        parent = get_stateless_scope()
+
+        def total_and_updates(x):
+            with _child_scope(parent) as child:
+                total = ops.sum(function(x))
+            return total, _updates(child, parent)
+
+        gradients, updates = jax.grad(total_and_updates, has_aux=True)(inputs)
+        parent.state_mapping.update(updates)
+        return gradients
+
+    def _cond(self, predicate, true_fn, false_fn):
+        # A branch may update any variable of the step (optimizer moments, the
+        # seed state): each branch is a pure function of the whole state.
+        parent = get_stateless_scope()
+        variables = self._step_variables
+        values = [_current(parent, variable) for variable in variables]
+
+        def pure(function):
+            def branch(values):
+                with _child_scope(parent, zip(variables, values, strict=True)) as child:
+                    output = function()
+                return output, [_current(child, variable) for variable in variables]
+
+            return branch
+
+        output, values = jax.lax.cond(predicate, pure(true_fn), pure(false_fn), values)
+        for variable, value in zip(variables, values, strict=True):
+            parent.state_mapping[id(variable)] = value
+        return output
+
+
+def _current(scope, variable):
+    value = scope.get_current_value(variable)
+    return variable.value if value is None else value
+
+
+def _child_scope(parent, overrides=()):
+    # A scope that sees everything the parent scope sees (Keras reads only
+    # the innermost scope), with some values replaced.
+    child = keras.StatelessScope()
+    child.state_mapping = dict(parent.state_mapping)
+    for variable, value in overrides:
+        child.state_mapping[id(variable)] = value
+    return child
+
+
+def _updates(child, parent, exclude=()):
+    # What the child scope assigned, to be applied to the parent.
+    skip = {id(variable) for variable in exclude}
+    return {
+        key: value
+        for key, value in child.state_mapping.items()
+        if key not in skip and value is not parent.state_mapping.get(key)
+    }
