@@ -174,13 +174,19 @@ def test_conditional_gan_trains_and_generates_per_label():
     np.testing.assert_allclose(images, gan.generate(6, seed=2), atol=1e-6)
 
 
-def test_mixed_bfloat16_trains():
-    keras.config.set_dtype_policy("mixed_bfloat16")
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains(policy):
+    keras.config.set_dtype_policy(policy)
     try:
         gan = tiny_gan()
     finally:
         keras.config.set_dtype_policy("float32")
     gan.compile(gradient_penalty=1.0)
+    scaled = isinstance(gan.d_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")
+    before = snapshot(gan.generator.trainable_variables)
     history = _fit(gan, tiny_images(8))
     assert all(np.isfinite(history[name][0]) for name in history)
+    after = snapshot(gan.generator.trainable_variables)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert gan.generate(2, seed=0).dtype == np.float32

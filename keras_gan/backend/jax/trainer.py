@@ -169,7 +169,16 @@ class JAXGANTrainer:
         grad_fn = jax.value_and_grad(loss_and_updates, has_aux=True)
         (_, (aux, updates)), grads = grad_fn(values)
         parent.state_mapping.update(updates)
-        optimizer.apply(grads, variables)
+        # stateless_apply, as Keras's JAX trainer does: LossScaleOptimizer's
+        # apply branches with side effects that jax.jit cannot trace.
+        slots = optimizer.variables
+        new_values, new_slots = optimizer.stateless_apply(
+            [_current(parent, slot) for slot in slots], grads, values
+        )
+        for variable, value in zip(
+            [*variables, *slots], [*new_values, *new_slots], strict=True
+        ):
+            parent.state_mapping[id(variable)] = value
         return aux
 
     def _input_gradients(self, function, inputs):
