@@ -91,3 +91,18 @@ def test_cli_names_a_missing_or_unknown_backend(tmp_path):
     result = _cli("--backend", "theano", "train", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "theano" in result.stderr
+
+
+def test_import_under_an_unsupported_backend_says_so_in_one_line():
+    env = dict(os.environ, KERAS_BACKEND="numpy", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", "import keras_gan"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "tensorflow, jax, torch" in last and "'numpy'" in last, last
