@@ -136,6 +136,28 @@ def test_eager_and_compiled_steps_agree():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_several_steps_per_call_compute_what_single_steps_compute():
+    # steps_per_execution=3 over 4 batches per epoch: one call of 3 fused
+    # steps and one single step, the same as 4 single steps.
+    if BACKEND == "torch":
+        pytest.skip("the PyTorch trainer is eager")
+    single, fused = tiny_gan(), tiny_gan()
+    copy_weights(single, fused)
+    single.compile(jit_compile=True, steps_per_execution=1)
+    fused.compile(jit_compile=True, steps_per_execution=3)
+    single_logs = _fit(single, tiny_images(16), epochs=2)
+    fused_logs = _fit(fused, tiny_images(16), epochs=2)
+    for name in LOGS:
+        np.testing.assert_allclose(single_logs[name], fused_logs[name], rtol=1e-6)
+    for a, b in zip(single.get_weights(), fused.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert int(numpy(fused.g_optimizer.iterations.value)) == 8
+    np.testing.assert_array_equal(
+        numpy(fused.seed_generator.state.value),
+        numpy(single.seed_generator.state.value),
+    )
+
+
 def test_keras_file_round_trip_continues_training_exactly(tmp_path):
     # 2 epochs + save + load + 1 epoch == 3 epochs straight: weights, both Adam
     # states and the noise state all come back.

@@ -19,8 +19,8 @@ state for branches that update variables.
 """
 
 import jax
+import jax.numpy as jnp
 import keras
-import numpy as np
 from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
@@ -71,7 +71,7 @@ class JAXGANTrainer:
 
         Keras's JAX `fit` runs `steps_per_execution` steps as a Python loop of
         jitted calls, each paying the dispatch of the whole state. Here the
-        batches of one execution are stacked on the host and one compiled
+        batches of one execution are stacked and one compiled
         call scans the step over them; an execution with fewer batches (the
         end of an epoch) runs them one jitted call each. Same steps, same
         order, same results.
@@ -110,7 +110,8 @@ class JAXGANTrainer:
             if not batches:
                 raise StopIteration
             if len(batches) == steps:
-                stacked = jax.tree.map(lambda *leaves: np.stack(leaves), *batches)
+                # Stacked on the device: Keras has already put the batches there.
+                stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *batches)
                 return fused(state, stacked)
             for batch in batches:
                 logs, state = single(state, batch)
