@@ -484,16 +484,16 @@ class BaseGAN(keras.Model):
             else:  # batch-norm statistics and the like: copied
                 average.assign(value)
 
-    # -- Backend hooks (see the module docstring). ---------------------------
+    # -- Backend hooks (see the module docstring), defined by the trainers. --
 
     def _minimize(self, objective, model, optimizer):
-        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+        raise _no_trainer(self)
 
     def _input_gradients(self, function, inputs):
-        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+        raise _no_trainer(self)
 
     def _cond(self, predicate, true_fn, false_fn):
-        raise NotImplementedError(f"{type(self).__name__} has no backend trainer.")
+        raise _no_trainer(self)
 
     # -- Sampling. -----------------------------------------------------------
 
@@ -615,6 +615,13 @@ class BaseGAN(keras.Model):
                 config[key], custom_objects=custom_objects
             )
         return cls(**config)
+
+
+def _no_trainer(model):
+    return TypeError(
+        f"{type(model).__name__} has no backend trainer to train with; use "
+        f"keras_gan.GAN, which adds the trainer of keras.config.backend()."
+    )
 
 
 def _seed_state(saved, dtype):
