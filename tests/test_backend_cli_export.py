@@ -106,3 +106,29 @@ def test_import_under_an_unsupported_backend_says_so_in_one_line():
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert "tensorflow, jax, torch" in last and "'numpy'" in last, last
+
+
+def test_readme_library_snippet_runs_on_this_backend(tmp_path):
+    # README's "From your own code" snippet, unchanged, on 256 random images.
+    with open(os.path.join(ROOT, "README.md")) as file:
+        readme = file.read()
+    start = readme.index("```python", readme.index("## From your own code"))
+    snippet = readme[start + len("```python") : readme.index("```", start + 9)]
+    images = (
+        "import numpy as np\n"
+        "images = np.random.default_rng(0).uniform(-1, 1, (256, 28, 28, 1))"
+        ".astype('float32')\n"
+    )
+    (tmp_path / "snippet.py").write_text(images + snippet)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "snippet.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "runs" / "demo" / "gan.keras").exists()
+    assert os.path.isdir(tmp_path / "saved_models" / "demo" / "1")
