@@ -142,14 +142,8 @@ class JAXGANTrainer:
             for variables, values in zip(groups, state, strict=True)
             for variable, value in zip(variables, values, strict=True)
         ]
-        # Not through Layer.__setattr__, which would track the list's
-        # variables as the GAN's own.
-        object.__setattr__(self, "_step_variables", [v for v, _ in mapping])
-        try:
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                logs = super().train_step(data)
-        finally:
-            object.__setattr__(self, "_step_variables", None)
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = super().train_step(data)
         new_state = tuple(
             [_current(scope, variable) for variable in variables]
             for variables in groups
@@ -162,7 +156,8 @@ class JAXGANTrainer:
         values = [_current(parent, variable) for variable in variables]
 
         def loss_and_updates(values):
-            with _child_scope(parent, zip(variables, values, strict=True)) as child:
+            replaced = {id(v): x for v, x in zip(variables, values, strict=True)}
+            with _child_scope({**parent.state_mapping, **replaced}) as child:
                 loss, aux = objective()
                 scaled = optimizer.scale_loss(loss)
             return scaled, (aux, _updates(child, parent, exclude=variables))
@@ -186,7 +181,7 @@ class JAXGANTrainer:
         parent = get_stateless_scope()
 
         def total_and_updates(x):
-            with _child_scope(parent) as child:
+            with _child_scope(parent.state_mapping) as child:
                 total = ops.sum(function(x))
             return total, _updates(child, parent)
 
@@ -196,22 +191,22 @@ class JAXGANTrainer:
 
     def _cond(self, predicate, true_fn, false_fn):
         # A branch may update any variable of the step (optimizer moments, the
-        # seed state): each branch is a pure function of the whole state.
+        # seed state): each branch is a pure function of the whole state,
+        # {id(variable): value} as the scope holds it.
         parent = get_stateless_scope()
-        variables = self._step_variables
-        values = [_current(parent, variable) for variable in variables]
 
         def pure(function):
-            def branch(values):
-                with _child_scope(parent, zip(variables, values, strict=True)) as child:
+            def branch(state):
+                with _child_scope(state) as child:
                     output = function()
-                return output, [_current(child, variable) for variable in variables]
+                return output, {key: child.state_mapping[key] for key in state}
 
             return branch
 
-        output, values = jax.lax.cond(predicate, pure(true_fn), pure(false_fn), values)
-        for variable, value in zip(variables, values, strict=True):
-            parent.state_mapping[id(variable)] = value
+        output, state = jax.lax.cond(
+            predicate, pure(true_fn), pure(false_fn), dict(parent.state_mapping)
+        )
+        parent.state_mapping.update(state)
         return output
 
 
@@ -220,13 +215,11 @@ def _current(scope, variable):
     return variable.value if value is None else value
 
 
-def _child_scope(parent, overrides=()):
-    # A scope that sees everything the parent scope sees (Keras reads only
-    # the innermost scope), with some values replaced.
+def _child_scope(state):
+    # A scope that sees every value of `state` ({id(variable): value}): Keras
+    # reads only the innermost scope, so a child starts from the parent's.
     child = keras.StatelessScope()
-    child.state_mapping = dict(parent.state_mapping)
-    for variable, value in overrides:
-        child.state_mapping[id(variable)] = value
+    child.state_mapping = dict(state)
     return child
 
 
