@@ -86,10 +86,11 @@ def random_bits(count, seed):
 
 
 def uniforms(count, seed):
-    """`count` float32 uniforms in (0, 1) from the top 24 bits of the hash:
-    (k + 1/2) / 2**24, exact in float32 and never 0 or 1."""
-    top = ops.cast(_shift_right(random_bits(count, seed), 8), "float32")
-    return (top + 0.5) * 2.0**-24
+    """`count` float32 uniforms in (0, 1) from the top 23 bits k of the hash:
+    (k + 1/2) / 2**23, exact in float32 (24 significant bits) and never 0 or
+    1. (With 24 bits, k + 1/2 would round up to 2**24 for the largest k.)"""
+    top = ops.cast(_shift_right(random_bits(count, seed), 9), "float32")
+    return (top + 0.5) * 2.0**-23
 
 
 # Giles 2010, "Approximating the erfinv function" (GPU Computing Gems), the
