@@ -75,13 +75,15 @@ def _one_line_errors(command):
     return wrapper
 
 
-_BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+# Each backend's name is also the package it needs. Not read from
+# keras_gan.backend: importing it would import Keras before KERAS_BACKEND is set.
+_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 @click.group()
 @click.option(
     "--backend",
-    type=click.Choice(sorted(_BACKEND_MODULES)),
+    type=click.Choice(_BACKENDS),
     default=None,
     help="Keras backend that trains and samples (TensorFlow always reads the "
     "data and writes the exports).  [default: $KERAS_BACKEND, else tensorflow]",
@@ -94,16 +96,14 @@ def cli(backend):
         # Read by Keras when it is first imported, which no command has done yet.
         os.environ["KERAS_BACKEND"] = backend
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend not in _BACKEND_MODULES:
+    if backend not in _BACKENDS:
         raise click.UsageError(
-            f"KERAS_BACKEND is {backend!r}; expected one of: "
-            f"{', '.join(sorted(_BACKEND_MODULES))}."
+            f"KERAS_BACKEND is {backend!r}; expected one of: {', '.join(_BACKENDS)}."
         )
-    if importlib.util.find_spec(_BACKEND_MODULES[backend]) is None:
+    if importlib.util.find_spec(backend) is None:
         raise click.ClickException(
-            f"The {backend} backend needs the {_BACKEND_MODULES[backend]} package, "
-            f"which is not installed; pip install {_BACKEND_MODULES[backend]}, or "
-            f"pick another --backend."
+            f"The {backend} backend needs the {backend} package, which is not "
+            f"installed; pip install {backend}, or pick another --backend."
         )
 
 
