@@ -1,14 +1,15 @@
 """Adversarial losses as pairs of pure functions of the discriminator's logits.
 
 Every pair is `<name>_discriminator_loss(real_logits, fake_logits)` and
-`<name>_generator_loss(real_logits, fake_logits)`, each returning a float32
-scalar averaged over the batch. Logits are D's raw outputs: pre-sigmoid scores
-for the cross-entropy losses, where D(x) = sigmoid(logit), and log D(x) =
+`<name>_generator_loss(real_logits, fake_logits)`, each returning a scalar
+averaged over the batch. Logits are D's raw outputs: pre-sigmoid scores for
+the cross-entropy losses, where D(x) = sigmoid(logit), and log D(x) =
 -softplus(-logit), log(1 - D(x)) = -softplus(logit) stay finite where a sigmoid
-followed by a log would not; critic values for the Wasserstein loss. Logits are
-cast to float32 first, so that float16 or bfloat16 outputs of a mixed-precision
-D neither overflow when squared nor lose the small differences of relativistic
-losses.
+followed by a log would not; critic values for the Wasserstein loss.
+Half-precision logits are cast to float32 first, so that float16 or bfloat16
+outputs of a mixed-precision D neither overflow when squared nor lose the
+small differences of relativistic losses; float32 and float64 logits keep
+their dtype.
 """
 
 import dataclasses
@@ -16,15 +17,14 @@ from collections.abc import Callable
 
 from keras import ops
 
+from keras_gan import precision
 from keras_gan.errors import InputError
 
-
-def _float32(logits):
-    return ops.cast(logits, "float32")
+_widen = precision.widen
 
 
 def _mean(values):
-    return ops.mean(ops.cast(values, "float32"))
+    return ops.mean(precision.widen(values))
 
 
 def non_saturating_discriminator_loss(real_logits, fake_logits):
@@ -32,7 +32,7 @@ def non_saturating_discriminator_loss(real_logits, fake_logits):
 
     Eq. 1 of Goodfellow et al. 2014, arXiv:1406.2661, as a loss to minimise.
     """
-    real_logits, fake_logits = _float32(real_logits), _float32(fake_logits)
+    real_logits, fake_logits = _widen(real_logits), _widen(fake_logits)
     return _mean(ops.softplus(-real_logits)) + _mean(ops.softplus(fake_logits))
 
 
@@ -43,7 +43,7 @@ def non_saturating_generator_loss(real_logits, fake_logits):
     `real_logits` is unused; it keeps every generator loss one signature.
     """
     del real_logits
-    return _mean(ops.softplus(-_float32(fake_logits)))
+    return _mean(ops.softplus(-_widen(fake_logits)))
 
 
 minimax_discriminator_loss = non_saturating_discriminator_loss
@@ -54,7 +54,7 @@ def minimax_generator_loss(real_logits, fake_logits):
     arXiv:1406.2661. Its gradient vanishes when D is confident.
     """
     del real_logits
-    return -_mean(ops.softplus(_float32(fake_logits)))
+    return -_mean(ops.softplus(_widen(fake_logits)))
 
 
 def least_squares_discriminator_loss(real_logits, fake_logits):
@@ -64,7 +64,7 @@ def least_squares_discriminator_loss(real_logits, fake_logits):
     (fake), b = 1 (real). The quadratic penalises samples far on the correct
     side of the boundary too, which keeps G's gradients from vanishing.
     """
-    real_logits, fake_logits = _float32(real_logits), _float32(fake_logits)
+    real_logits, fake_logits = _widen(real_logits), _widen(fake_logits)
     return 0.5 * _mean(ops.square(real_logits - 1.0)) + 0.5 * _mean(
         ops.square(fake_logits)
     )
@@ -77,7 +77,7 @@ def least_squares_generator_loss(real_logits, fake_logits):
     its samples for real.
     """
     del real_logits
-    return 0.5 * _mean(ops.square(_float32(fake_logits) - 1.0))
+    return 0.5 * _mean(ops.square(_widen(fake_logits) - 1.0))
 
 
 def hinge_discriminator_loss(real_logits, fake_logits):
@@ -87,7 +87,7 @@ def hinge_discriminator_loss(real_logits, fake_logits):
     Miyato et al. 2018, arXiv:1802.05957, eq. 16. Samples beyond the margin
     (real logits above 1, fake below -1) give D no gradient.
     """
-    real_logits, fake_logits = _float32(real_logits), _float32(fake_logits)
+    real_logits, fake_logits = _widen(real_logits), _widen(fake_logits)
     return _mean(ops.relu(1.0 - real_logits)) + _mean(ops.relu(1.0 + fake_logits))
 
 
@@ -96,7 +96,7 @@ def hinge_generator_loss(real_logits, fake_logits):
     (eq. 17). The margin applies to D only.
     """
     del real_logits
-    return -_mean(_float32(fake_logits))
+    return -_mean(_widen(fake_logits))
 
 
 def wasserstein_discriminator_loss(real_logits, fake_logits):
@@ -108,7 +108,7 @@ def wasserstein_discriminator_loss(real_logits, fake_logits):
     clipping or, usually, the gradient penalty of Gulrajani et al. 2017,
     arXiv:1704.00028, eq. 3, added as a regulariser of D.
     """
-    return _mean(_float32(fake_logits)) - _mean(_float32(real_logits))
+    return _mean(_widen(fake_logits)) - _mean(_widen(real_logits))
 
 
 def wasserstein_generator_loss(real_logits, fake_logits):
@@ -116,13 +116,13 @@ def wasserstein_generator_loss(real_logits, fake_logits):
     depends on G (Algorithm 1).
     """
     del real_logits
-    return -_mean(_float32(fake_logits))
+    return -_mean(_widen(fake_logits))
 
 
 def _relativistic_average_logits(real_logits, fake_logits):
     # C_r = C(x_r) - mean C(x_f), C_f = C(x_f) - mean C(x_r): how much more
     # realistic each sample looks than the average of the other kind.
-    real_logits, fake_logits = _float32(real_logits), _float32(fake_logits)
+    real_logits, fake_logits = _widen(real_logits), _widen(fake_logits)
     return real_logits - ops.mean(fake_logits), fake_logits - ops.mean(real_logits)
 
 

@@ -13,6 +13,7 @@ import math
 import keras
 from keras import layers
 
+from keras_gan import precision
 from keras_gan.errors import InputError
 
 
@@ -90,7 +91,7 @@ def mlp_discriminator(
     x = layers.Flatten(name="flatten")(images)
     x = layers.Dense(hidden_units, name="hidden")(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="leaky_relu")(x)
-    logits = layers.Dense(1, dtype="float32", name="logit")(x)
+    logits = layers.Dense(1, dtype=precision.full_dtype(), name="logit")(x)
     return keras.Model(images, logits, name=name)
 
 
@@ -172,7 +173,7 @@ def projection_logit(features, labels, num_classes, wrap=None, name="logit"):
         Float32 logits `(batch, 1)`.
     """
     wrap = wrap or (lambda layer: layer)
-    logits = wrap(layers.Dense(1, dtype="float32", name=name))(features)
+    logits = wrap(layers.Dense(1, dtype=precision.full_dtype(), name=name))(features)
     if labels is None:
         return logits
     embedding = wrap(
@@ -180,10 +181,12 @@ def projection_logit(features, labels, num_classes, wrap=None, name="logit"):
             int(num_classes), features.shape[-1], name=f"{name}_class_embedding"
         )
     )(labels)
-    projection = layers.Dot(axes=-1, dtype="float32", name=f"{name}_projection")(
-        [embedding, features]
+    projection = layers.Dot(
+        axes=-1, dtype=precision.full_dtype(), name=f"{name}_projection"
+    )([embedding, features])
+    return layers.Add(dtype=precision.full_dtype(), name=f"{name}_sum")(
+        [logits, projection]
     )
-    return layers.Add(dtype="float32", name=f"{name}_sum")([logits, projection])
 
 
 def dcgan_generator(
@@ -252,7 +255,7 @@ def dcgan_generator(
         )(x)
     else:
         x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
-    images = layers.Activation("tanh", dtype="float32", name="images")(x)
+    images = layers.Activation("tanh", dtype=precision.full_dtype(), name="images")(x)
     return keras.Model(inputs if num_classes is not None else z, images, name=name)
 
 

@@ -112,16 +112,18 @@ def _polynomial(coefficients, w):
 
 
 def erfinv(x):
-    """The inverse error function of float32 `x` in (-1, 1), in `keras.ops`:
-    the same bits on every backend up to the backends' `log` and `sqrt`."""
+    """The inverse error function of `x` in (-1, 1), in `keras.ops` and in
+    `x`'s dtype: the same bits on every backend up to the backends' `log` and
+    `sqrt`. (The polynomials are single-precision: relative error below 4e-7
+    in float64 too.)"""
     w = -ops.log((1.0 - x) * (1.0 + x))
     central = _polynomial(_CENTRAL, w - 2.5)
     tail = _polynomial(_TAIL, ops.sqrt(w) - 3.0)
     return ops.where(w < 5.0, central, tail) * x
 
 
-def latent_noise(num_images, latent_dim, seed):
-    """Draws `(num_images, latent_dim)` float32 standard normal latents.
+def latent_noise(num_images, latent_dim, seed, dtype="float32"):
+    """Draws `(num_images, latent_dim)` standard normal latents.
 
     Args:
         num_images: int or scalar int tensor.
@@ -129,9 +131,11 @@ def latent_noise(num_images, latent_dim, seed):
         seed: an int, a `(2,)` integer tensor, or a
             `keras.random.SeedGenerator` (advanced by one, so each call inside
             a compiled step gets fresh noise).
+        dtype: `"float32"` or `"float64"`: the inverse normal CDF is
+            computed in it (the 24 random bits per value are exact in both).
 
     Returns:
-        A float32 tensor `(num_images, latent_dim)`.
+        A tensor `(num_images, latent_dim)` of `dtype`.
 
     Example:
 
@@ -143,7 +147,7 @@ def latent_noise(num_images, latent_dim, seed):
     bits = random_bits(num_images * latent_dim, words)
     # The top 24 bits k as 2u - 1 = (k - (2**23 - 1/2)) / 2**23, u uniform in
     # (0, 1): exact in float32 and never +-1, where erfinv is infinite.
-    top = ops.cast(_shift_right(bits, 8), "float32")
+    top = ops.cast(_shift_right(bits, 8), dtype)
     centred = (top - (2.0**23 - 0.5)) * 2.0**-23
     # TensorFlow's non-XLA erfinv returns inf at 1 - 2**-24 (XLA's does not):
     # clip the two outermost values (probability 2**-24 each) one step in.

@@ -19,6 +19,7 @@ import keras
 from keras import layers
 
 from keras_gan import networks
+from keras_gan import precision
 from keras_gan.errors import InputError
 from keras_gan.layers import ConditionalBatchNormalization
 from keras_gan.layers import GlobalSumPooling2D
@@ -173,7 +174,7 @@ def resnet_generator(
     x = _batch_normalization(x, None, None, "output_bn")
     x = layers.ReLU(name="output_relu")(x)
     x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
-    images = layers.Activation("tanh", dtype="float32", name="images")(x)
+    images = layers.Activation("tanh", dtype=precision.full_dtype(), name="images")(x)
     inputs = z if labels is None else [z, labels]
     return keras.Model(inputs, images, name=name)
 
@@ -227,7 +228,7 @@ def resnet_discriminator(
     x = layers.ReLU(name="relu")(x)
     features = GlobalSumPooling2D(name="sum_pool")(x)  # (batch, channels)
     logits = SpectralNormalization(
-        layers.Dense(1, dtype="float32", name="logit"), name="logit"
+        layers.Dense(1, dtype=precision.full_dtype(), name="logit"), name="logit"
     )(features)
     if num_classes is None:
         return keras.Model(images, logits, name=name)
@@ -237,14 +238,14 @@ def resnet_discriminator(
         int(num_classes),
         channels,
         embeddings_initializer="glorot_uniform",
-        dtype="float32",
+        dtype=precision.full_dtype(),
         name="class_embedding",
     )
     embedded = SpectralNormalization(embedding, name="class_embedding")(labels)
-    projection = layers.Dot(axes=-1, dtype="float32", name="projection")(
+    projection = layers.Dot(axes=-1, dtype=precision.full_dtype(), name="projection")(
         [embedded, features]
     )
-    logits = layers.Add(dtype="float32", name="logit_and_projection")(
+    logits = layers.Add(dtype=precision.full_dtype(), name="logit_and_projection")(
         [logits, projection]
     )
     return keras.Model([images, labels], logits, name=name)

@@ -2,10 +2,11 @@
 
 `parity_cases.py` trains each case of `CASES` (every architecture, loss
 family, penalty with a lazy interval, d_steps, EMA, DiffAugment, a conditional
-model) for 8 steps from the same initial weights on each backend, in a
-process of its own; here the final weights, both optimizers' variables, the
-logs, the noise state and generated images must agree, and a `.keras` file
-written by one backend must continue training the same way on the others.
+model) for one step and for eight from the same initial weights on each
+backend, in float64, in a process of its own; here the final weights, both
+optimizers' variables, the logs, the noise state and generated images must
+agree, and a `.keras` file written by one backend must continue training the
+same way on the others.
 """
 
 import os
@@ -29,6 +30,7 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("parity")
     for backend in BACKENDS:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        env["JAX_ENABLE_X64"] = "1"  # float64 arrays on JAX
         env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), HERE])
         completed = subprocess.run(
             [sys.executable, os.path.join(HERE, "parity_cases.py"), str(out)],
@@ -42,23 +44,27 @@ def results(tmp_path_factory):
 
 
 def _close(reference, other, name):
-    # Relative to the array's scale: the backends' kernels round differently
-    # (~1e-7 per op; weights with a zero gradient in exact arithmetic drift by
-    # ~1e-6, and 8 Adam steps through hinge kinks amplify the rest to ~5e-4 of
-    # the scale at worst, as measured); a wrong step differs by about the
-    # learning rate (1e-2 on weights of scale ~0.1).
+    # Relative to the array's scale, plus 1e-4 absolute (a hundredth of a
+    # step: the learning rates are 1e-2 and 5e-2). Measured in float64
+    # (parity_cases.py, seeded initial weights): under a tenth of this
+    # tolerance everywhere; the largest, 1.1e-5 absolute, on convolution
+    # biases before batch norm, whose gradient is zero in exact arithmetic
+    # and float32 noise on JAX and PyTorch (Keras computes some float64 ops in
+    # float32 there). A wrong step differs by about the learning rate.
     reference, other = reference.astype("float64"), other.astype("float64")
     assert reference.shape == other.shape, name
     scale = np.abs(reference).max() if reference.size else 0.0
     error = np.abs(reference - other).max() if reference.size else 0.0
-    assert error <= 1e-3 * scale + 1e-5, f"{name}: {error:.3g} at scale {scale:.3g}"
+    assert error <= 1e-3 * scale + 1e-4, f"{name}: {error:.3g} at scale {scale:.3g}"
 
 
+@pytest.mark.parametrize("steps", ["step", "eight"])
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("backend", BACKENDS[1:])
-def test_backends_train_the_same_gan(results, case, backend):
-    reference = np.load(results / "tensorflow" / f"{case}.npz")
-    other = np.load(results / backend / f"{case}.npz")
+def test_backends_train_the_same_gan(results, case, backend, steps):
+    name = f"{case}.step.npz" if steps == "step" else f"{case}.npz"
+    reference = np.load(results / "tensorflow" / name)
+    other = np.load(results / backend / name)
     assert sorted(other.files) == sorted(reference.files)
     np.testing.assert_array_equal(other["seed_state"], reference["seed_state"])
     for name in reference.files:

@@ -17,11 +17,13 @@ contributes only the gradient mechanics, through three hooks:
 import keras
 import numpy as np
 from keras import ops
+from keras.src.trainers.compile_utils import MetricsList
 
 from keras_gan import augment as augmentation
 from keras_gan import losses
 from keras_gan import networks
 from keras_gan import noise
+from keras_gan import precision
 from keras_gan.errors import InputError
 
 # The training options of `GAN.compile` and their defaults.
@@ -133,6 +135,11 @@ class BaseGAN(keras.Model):
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
         self.penalty_tracker = keras.metrics.Mean(name="d_penalty")
+        # Monitoring callbacks (EarlyStopping, ModelCheckpoint(save_best_only),
+        # ReduceLROnPlateau) read a metric's direction for mode="auto". D's
+        # probabilities have none: a GAN in balance keeps them near 0.5.
+        for tracker in (self.d_loss_tracker, self.g_loss_tracker, self.penalty_tracker):
+            tracker._direction = "down"
         self.d_optimizer = None
         self.g_optimizer = None
         self.gan_loss = None
@@ -182,7 +189,12 @@ class BaseGAN(keras.Model):
     @property
     def metrics(self):
         # Only the GAN's own trackers: `fit` resets them each epoch, and the
-        # `loss` tracker that `compile()` adds would log a meaningless 0.
+        # `loss` tracker that `compile()` adds would log a meaningless 0. In a
+        # `MetricsList`, the one place where Keras's monitoring callbacks look
+        # up a metric's direction.
+        return [_GANMetrics(self._trackers(), name="gan_metrics")]
+
+    def _trackers(self):
         trackers = [
             self.d_loss_tracker,
             self.g_loss_tracker,
@@ -241,7 +253,8 @@ class BaseGAN(keras.Model):
             **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
 
         Under a `mixed_float16` policy both optimizers are wrapped in a
-        `keras.optimizers.LossScaleOptimizer`; logits and losses stay float32.
+        `keras.optimizers.LossScaleOptimizer`; logits and losses stay float32
+        (float64 models train in float64 throughout: see `keras_gan.precision`).
         """
         for argument in ("optimizer", "metrics", "loss_weights"):
             if kwargs.get(argument) is not None:
@@ -291,6 +304,16 @@ class BaseGAN(keras.Model):
         # instead of skipping them.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+        if self.d_optimizer.name == self.g_optimizer.name:
+            # Keras's learning-rate callbacks log `learning_rate_<name>` per
+            # optimizer: two "adam"s would log one.
+            self.d_optimizer.name = f"d_{self.d_optimizer.name}"
+            self.g_optimizer.name = f"g_{self.g_optimizer.name}"
+        # Not a Keras object (the two optimizers are saved under their own
+        # names): the view that Keras's callbacks and JAX `fit` read.
+        object.__setattr__(
+            self, "optimizer", PlayerOptimizers(self.d_optimizer, self.g_optimizer)
+        )
 
     def auto_jit_compile(self) -> bool:
         """What `jit_compile="auto"` picks; backend trainers override it."""
@@ -327,7 +350,9 @@ class BaseGAN(keras.Model):
 
         # Discriminator: tell real images from generated ones. Generated
         # images take the real batch's labels, so classes keep the data's mix.
-        z = noise.latent_noise(batch_size, self.latent_dim, self._next_seed())
+        z = noise.latent_noise(
+            batch_size, self.latent_dim, self._next_seed(), self._full_dtype
+        )
         fake_images = ops.stop_gradient(self._generate(z, labels, training=True))
         real_seed, fake_seed = self._augment_seeds()
 
@@ -335,7 +360,7 @@ class BaseGAN(keras.Model):
             real_logits = self._discriminate(real_images, labels, real_seed)
             fake_logits = self._discriminate(fake_images, labels, fake_seed)
             d_loss = self.gan_loss.discriminator(real_logits, fake_logits)
-            penalty = ops.convert_to_tensor(0.0)
+            penalty = ops.zeros((), self._full_dtype)
             if self._penalized:
                 penalty = self._penalty(real_images, fake_images, labels)
             total = d_loss + penalty + _sum(self.discriminator.losses)
@@ -347,7 +372,9 @@ class BaseGAN(keras.Model):
 
         # Generator: make D call fresh samples real (every d_steps-th step).
         def generator_step():
-            z = noise.latent_noise(batch_size, self.latent_dim, self._next_seed())
+            z = noise.latent_noise(
+                batch_size, self.latent_dim, self._next_seed(), self._full_dtype
+            )
             real_seed, fake_seed = self._augment_seeds()
 
             def generator_objective():
@@ -363,24 +390,26 @@ class BaseGAN(keras.Model):
                 generator_objective, self.generator, self.g_optimizer
             )
             self._update_ema()
-            return ops.cast(g_loss, "float32")
+            return ops.cast(g_loss, self._full_dtype)
 
         d_steps = options["d_steps"]
         if d_steps == 1:
             g_loss, g_weight = generator_step(), 1.0
         else:
             due = ops.equal(self.d_optimizer.iterations % d_steps, 0)
-            g_loss = self._cond(due, generator_step, lambda: ops.zeros((), "float32"))
-            g_weight = ops.cast(due, "float32")
+            g_loss = self._cond(
+                due, generator_step, lambda: ops.zeros((), self._full_dtype)
+            )
+            g_weight = ops.cast(due, self._full_dtype)
 
         # Metrics: the losses and D's probabilities before this step's update.
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss, sample_weight=g_weight)
-        self.d_real_tracker.update_state(ops.sigmoid(ops.cast(real_logits, "float32")))
-        self.d_fake_tracker.update_state(ops.sigmoid(ops.cast(fake_logits, "float32")))
+        self.d_real_tracker.update_state(ops.sigmoid(precision.widen(real_logits)))
+        self.d_fake_tracker.update_state(ops.sigmoid(precision.widen(fake_logits)))
         if self._penalized:
             self.penalty_tracker.update_state(penalty)
-        return {metric.name: metric.result() for metric in self.metrics}
+        return {metric.name: metric.result() for metric in self._trackers()}
 
     def _unpack(self, data):
         # (images,) or (images, labels); unconditional models ignore labels.
@@ -425,30 +454,32 @@ class BaseGAN(keras.Model):
         return self._next_seed(), self._next_seed()
 
     def _penalty(self, real_images, fake_images, labels):
-        """The gradient penalties of this discriminator step (float32)."""
+        """The gradient penalties of this discriminator step (`_full_dtype`)."""
         options = self.training_options
+        full = self._full_dtype
         batch_size = ops.shape(real_images)[0]
 
         def input_gradient_norms(images):
             # ||grad_x D(x)|| per image; under loss scaling the inner gradient
             # is scaled too, or float16 underflows.
-            scale = _loss_scale(self.d_optimizer)
+            scale = _loss_scale(self.d_optimizer, full)
 
             def scaled_logits(x):
-                return ops.cast(self._discriminate(x, labels), "float32") * scale
+                return precision.widen(self._discriminate(x, labels)) * scale
 
             gradients = self._input_gradients(scaled_logits, images)
-            gradients = ops.cast(gradients, "float32") / scale
+            gradients = ops.cast(gradients, full) / scale
             return ops.sqrt(ops.sum(ops.square(gradients), axis=(1, 2, 3)) + 1e-12)
 
         def penalties():
-            total = ops.zeros((), "float32")
+            total = ops.zeros((), full)
             if options["gradient_penalty"]:
                 # Interpolation weights uniform in (0, 1), one per image.
                 weight = noise.uniforms(batch_size, noise.seed_words(self._next_seed()))
                 weight = ops.reshape(weight, (-1, 1, 1, 1))
-                real = ops.cast(real_images, "float32")
-                fake = ops.cast(fake_images, "float32")
+                weight = ops.cast(weight, full)
+                real = ops.cast(real_images, full)
+                fake = ops.cast(fake_images, full)
                 norms = input_gradient_norms(weight * real + (1.0 - weight) * fake)
                 total += options["gradient_penalty"] * ops.mean(ops.square(norms - 1.0))
             for gamma, images in (
@@ -456,7 +487,7 @@ class BaseGAN(keras.Model):
                 (options["r2"], fake_images),
             ):
                 if gamma:
-                    norms = input_gradient_norms(ops.cast(images, "float32"))
+                    norms = input_gradient_norms(ops.cast(images, full))
                     total += 0.5 * gamma * ops.mean(ops.square(norms))
             return total
 
@@ -465,7 +496,7 @@ class BaseGAN(keras.Model):
             return penalties()
         due = ops.equal(self.d_optimizer.iterations % interval, 0)
         return self._cond(
-            due, lambda: interval * penalties(), lambda: ops.zeros((), "float32")
+            due, lambda: interval * penalties(), lambda: ops.zeros((), full)
         )
 
     def _update_ema(self):
@@ -473,7 +504,7 @@ class BaseGAN(keras.Model):
             return
         # Warm-up as in tf.train.ExponentialMovingAverage(num_updates=...):
         # early averages forget the random initialisation quickly.
-        step = ops.cast(self.g_optimizer.iterations, "float32")
+        step = ops.cast(self.g_optimizer.iterations, self._full_dtype)
         decay = ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
         for average, variable in zip(
             self.ema_generator.weights, self.generator.weights, strict=True
@@ -483,6 +514,12 @@ class BaseGAN(keras.Model):
                 average.assign(average.value * decay + value * (1.0 - decay))
             else:  # batch-norm statistics and the like: copied
                 average.assign(value)
+
+    @property
+    def _full_dtype(self):
+        # Of latents, losses and penalties: float32 under float32 and mixed
+        # precision, float64 for a float64 discriminator (see `precision`).
+        return self.discriminator.dtype_policy.variable_dtype
 
     # -- Backend hooks (see the module docstring), defined by the trainers. --
 
@@ -617,6 +654,50 @@ class BaseGAN(keras.Model):
         return cls(**config)
 
 
+class _GANMetrics(MetricsList):
+    # The trackers' results, as `fit` logs them.
+    def result(self):
+        return self.get_result()
+
+
+class PlayerOptimizers:
+    """`model.optimizer` of a compiled GAN: both players' optimizers as one.
+
+    Keras reads `model.optimizer` in three places, and this view answers each
+    as Keras's own `MultiOptimizer` convention does:
+    - `LearningRateScheduler`, `ReduceLROnPlateau` and `TensorBoard` act on
+      each of `optimizers` (the discriminator's, then the generator's), each
+      with its own learning rate: a schedule `fn(epoch, lr)` maps each
+      player's rate, so a multiplicative schedule keeps their ratio (TTUR).
+    - `TensorBoard` steps its scalars by `iterations`: the discriminator's
+      updates.
+    - Keras's JAX `fit` threads `variables` (the discriminator's first)
+      through the compiled step and writes them back.
+    """
+
+    built = True
+
+    def __init__(self, d_optimizer, g_optimizer):
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.name = "player_optimizers"
+
+    @property
+    def optimizers(self):
+        return [self.d_optimizer, self.g_optimizer]
+
+    @property
+    def iterations(self):
+        return self.d_optimizer.iterations
+
+    @property
+    def variables(self):
+        return list(self.d_optimizer.variables) + list(self.g_optimizer.variables)
+
+    def build(self, variables):  # both players' optimizers are built in compile()
+        pass
+
+
 def _no_trainer(model):
     return TypeError(
         f"{type(model).__name__} has no backend trainer to train with; use "
@@ -636,9 +717,7 @@ def _seed_state(saved, dtype):
 
 
 def _sum(values):
-    return (
-        ops.sum(ops.stack([ops.cast(v, "float32") for v in values])) if values else 0.0
-    )
+    return ops.sum(ops.stack([precision.widen(v) for v in values])) if values else 0.0
 
 
 def _default_optimizer():
@@ -687,7 +766,7 @@ def _loss_scaled(optimizer):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
-def _loss_scale(optimizer):
+def _loss_scale(optimizer, dtype):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return ops.cast(optimizer.dynamic_scale, "float32")
-    return ops.ones((), "float32")
+        return ops.cast(optimizer.dynamic_scale, dtype)
+    return ops.ones((), dtype)

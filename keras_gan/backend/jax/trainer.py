@@ -4,9 +4,9 @@ Keras's JAX `fit` threads `(trainable, non_trainable, optimizer, metrics)`
 variable values through a jitted `train_step` and carries only
 `model.optimizer.variables` as the optimizer's part: optimizers kept as other
 attributes would be baked into the compiled step as constants and their Adam
-moments would never advance. Here `model.optimizer` is `PlayerOptimizers`, a
-view whose `variables` are both players' optimizer variables, so both are
-threaded and written back.
+moments would never advance. `model.optimizer` is `PlayerOptimizers` (see
+`keras_gan.models.base`), a view whose `variables` are both players' optimizer
+variables, so both are threaded and written back.
 
 Inside the step, `BaseGAN.train_step` runs as written, in a
 `keras.StatelessScope` that maps every variable of the state to its traced
@@ -29,28 +29,6 @@ from keras_gan.networks import has_convolutions
 # Steps per compiled call for networks without convolutions: the seed MLP at
 # batch 64 is bound by the per-call overhead of Keras's JAX loop.
 AUTO_STEPS_PER_EXECUTION = 32
-
-
-class PlayerOptimizers:
-    """`model.optimizer` on JAX: both players' optimizers as one state slot.
-
-    Keras's JAX `fit` reads `model.optimizer.variables` into the train state
-    and writes them back; it needs nothing else. The discriminator's variables
-    come first, found by identity when the step runs.
-    """
-
-    built = True
-
-    def __init__(self, d_optimizer, g_optimizer):
-        self.d_optimizer = d_optimizer
-        self.g_optimizer = g_optimizer
-
-    @property
-    def variables(self):
-        return list(self.d_optimizer.variables) + list(self.g_optimizer.variables)
-
-    def build(self, variables):  # both players' optimizers are built in compile()
-        pass
 
 
 class JAXGANTrainer:
@@ -118,14 +96,6 @@ class JAXGANTrainer:
             return logs, state
 
         self.train_function = train_function
-
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
-        # Not a Keras object: the two optimizers are saved under their own
-        # names, as on every backend.
-        object.__setattr__(
-            self, "optimizer", PlayerOptimizers(self.d_optimizer, self.g_optimizer)
-        )
 
     def _state_variables(self):
         return (

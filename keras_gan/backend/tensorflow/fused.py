@@ -63,7 +63,7 @@ class FusedTrainFunction:
             batch = tf.nest.map_structure(lambda leaf: leaf[index], stacked)
             return index + 1, self.gan.train_step(batch)
 
-        initial_logs = {metric.name: metric.result() for metric in self.gan.metrics}
+        initial_logs = {metric.name: metric.result() for metric in self.gan._trackers()}
         _, logs = tf.while_loop(
             lambda index, _: index < count,
             body,
