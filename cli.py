@@ -309,7 +309,13 @@ def train(name, **flags):
         evaluate_samples=flags["evaluate_samples"],
         keep_best=flags["keep_best"],
     )
-    click.echo(f"Trained {result.epochs_done} epochs in {result.seconds:.1f} s.")
+    trained = result.epochs_done - result.first_epoch
+    what = f"{trained} epoch" + ("s" if trained != 1 else "")
+    if result.first_epoch:  # resumed: which of the run's epochs this was
+        first, last = result.first_epoch + 1, result.epochs_done
+        span = f"epoch {last}" if first == last else f"epochs {first}-{last}"
+        what += f" ({span} of the run)"
+    click.echo(f"Trained {what} in {result.seconds:.1f} s.")
     click.echo(f"Run folder: {result.run_dir} (samples/, log.csv, tensorboard/)")
     if result.evaluations:
         last = result.evaluations[-1]

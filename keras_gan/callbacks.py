@@ -104,7 +104,11 @@ class SampleGrid(keras.callbacks.Callback):
     def write_grid(self, path) -> None:
         """Writes the grid of the fixed latents, as the model makes them now."""
         generated = self.model(self._latents, labels=self._labels, training=False)
-        grid = images.image_grid(generated, len(generated) // self.num_rows)
+        grid = images.image_grid(
+            generated,
+            len(generated) // self.num_rows,
+            scale=images.readable_scale(*generated.shape[1:3]),
+        )
         atomic_write(path, lambda staging: images.save_png(grid, staging))
 
     def get_config(self):

@@ -355,7 +355,9 @@ def sample_grid(
         reason = re.search(r"assertion failed: \[([^\]]*)\]", error.message)
         reason = reason.group(1) if reason else error.message.strip().splitlines()[0]
         raise InputError(f"The export refused the request: {reason}.") from error
-    grid = images.image_grid(generated, num_rows)
+    grid = images.image_grid(
+        generated, num_rows, scale=images.readable_scale(*generated.shape[1:3])
+    )
     files.make_dirs(os.path.dirname(os.path.abspath(output)))
     files.atomic_write(output, lambda staging: images.save_png(grid, staging))
     return os.fspath(output)

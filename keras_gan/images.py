@@ -37,7 +37,18 @@ def to_uint8(images):
     return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
-def image_grid(images, num_rows: int, padding: int = 1):
+# Sample grids show each image at least this many pixels high and wide.
+READABLE_SIDE = 32
+
+
+def readable_scale(height: int, width: int) -> int:
+    """The integer upscaling that shows a `height x width` image at least
+    `READABLE_SIDE` pixels on its shorter side (1 for 28x28 and larger; 4 for
+    8x8)."""
+    return max(1, READABLE_SIDE // max(1, min(int(height), int(width))))
+
+
+def image_grid(images, num_rows: int, padding: int = 1, scale: int = 1):
     """Tiles a batch of images into one image, row by row.
 
     Args:
@@ -45,10 +56,12 @@ def image_grid(images, num_rows: int, padding: int = 1):
             `num_rows`.
         num_rows: number of rows of the grid.
         padding: pixels of white space between tiles.
+        scale: integer nearest-neighbour upscaling of the whole grid, padding
+            included (`readable_scale` picks it for sample grids).
 
     Returns:
-        A uint8 array `(rows * (H + padding) - padding,
-        cols * (W + padding) - padding, C)`.
+        A uint8 array `(scale * (rows * (H + padding) - padding),
+        scale * (cols * (W + padding) - padding), C)`.
 
     Example:
 
@@ -82,6 +95,10 @@ def image_grid(images, num_rows: int, padding: int = 1):
         row, column = divmod(index, num_columns)
         top, left = row * (height + padding), column * (width + padding)
         grid[top : top + height, left : left + width] = image
+    if int(scale) != 1:
+        if int(scale) < 1:
+            raise InputError(f"scale must be an integer >= 1; received {scale!r}.")
+        grid = np.repeat(np.repeat(grid, int(scale), axis=0), int(scale), axis=1)
     return grid
 
 

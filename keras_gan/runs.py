@@ -61,7 +61,8 @@ class RunResult:
     export_path: str | None
     history: dict
     seconds: float
-    epochs_done: int
+    epochs_done: int  # the run's total, earlier invocations' epochs included
+    first_epoch: int = 0  # epochs done before this invocation (0 unless resumed)
     evaluations: list = dataclasses.field(default_factory=list)
 
 
@@ -376,5 +377,6 @@ def train(
         history=history.history,
         seconds=seconds,
         epochs_done=epochs,
+        first_epoch=done,
         evaluations=evaluate.results if evaluator is not None else [],
     )

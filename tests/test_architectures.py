@@ -191,25 +191,29 @@ def test_sample_grid_and_the_labels_an_export_takes(trained, tmp_path):
     gan, _ = trained
     path = _export(gan, tmp_path / "1")
     height, width, _ = gan.image_shape
+    k = images.readable_scale(height, width)  # grids show small images larger
     output = tmp_path / "grid.png"
     if not gan.conditional:
         with pytest.raises(InputError, match="for conditional exports"):
             export.sample_grid(path, output, num_images=6, labels=[0])
         export.sample_grid(path, output, num_images=6)
-        assert Image.open(output).size == (3 * (width + 1) - 1, 2 * (height + 1) - 1)
+        assert Image.open(output).size == (
+            k * (3 * (width + 1) - 1),
+            k * (2 * (height + 1) - 1),
+        )
         return
 
     # Row r shows class labels[r], drawn as GAN.generate draws them.
     export.sample_grid(path, output, num_images=6, seed=5, labels=[2, 0])
     grid = np.asarray(Image.open(output))
-    assert grid.shape[:2] == (2 * (height + 1) - 1, 3 * (width + 1) - 1)
+    assert grid.shape[:2] == (k * (2 * (height + 1) - 1), k * (3 * (width + 1) - 1))
     expected = gan.generate(6, seed=5, labels=[2, 2, 2, 0, 0, 0])
-    expected = images.image_grid(expected, 2).reshape(grid.shape)
+    expected = images.image_grid(expected, 2, scale=k).reshape(grid.shape)
     assert np.abs(grid.astype(int) - expected.astype(int)).max() <= 1
     export.sample_grid(path, output, seed=5)  # every class, 8 images each
     assert Image.open(output).size == (
-        8 * (width + 1) - 1,
-        NUM_CLASSES * (height + 1) - 1,
+        k * (8 * (width + 1) - 1),
+        k * (NUM_CLASSES * (height + 1) - 1),
     )
 
     before = output.read_bytes()

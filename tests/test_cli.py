@@ -65,11 +65,14 @@ def test_sample_writes_a_grid_from_the_export(finished_run, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert Image.open(output).size == (4 * 9 - 1, 4 * 9 - 1)  # 4x4 tiles of 8 px
+    # 4x4 tiles of 8 px, shown 4x.
+    assert Image.open(output).size == (4 * (4 * 9 - 1), 4 * (4 * 9 - 1))
 
 
 def test_resume_continues_and_keeps_earlier_outputs(tmp_path):
-    assert train(tmp_path, "--dataset", "digits", "--name", "r", *FAST).exit_code == 0
+    first = train(tmp_path, "--dataset", "digits", "--name", "r", *FAST)
+    assert first.exit_code == 0, first.output
+    assert "Trained 2 epochs in" in first.output
     run = tmp_path / "runs" / "r"
     first_grid = (run / "samples" / "epoch_0001.png").read_bytes()
     first_version = snapshot(tmp_path / "saved_models" / "r" / "1")
@@ -86,6 +89,7 @@ def test_resume_continues_and_keeps_earlier_outputs(tmp_path):
     resumed = train(tmp_path, "--name", "r", "--resume", "--epochs", "3")
     assert resumed.exit_code == 0, resumed.output
     assert "Epoch 3/3" in resumed.output and "Epoch 1/3" not in resumed.output
+    assert "Trained 1 epoch (epoch 3 of the run) in" in resumed.output
     with open(run / "log.csv") as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1", "2"]
     assert (run / "samples" / "epoch_0003.png").exists()

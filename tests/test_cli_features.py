@@ -40,9 +40,10 @@ def test_conditional_run_has_class_rows_and_a_labelled_export(conditional_run):
     settings = json.loads((run / "config.json").read_text())
     assert settings["architecture"] == "dcgan" and settings["conditional"] is True
     assert settings["ema"] == 0.99
-    # One row per digit class, 8 tiles of 8x8 px with 1 px padding each.
+    # One row per digit class, 8 tiles of 8x8 px with 1 px padding each,
+    # shown 4x.
     grid = Image.open(run / "samples" / "epoch_0001.png")
-    assert grid.size == (8 * 9 - 1, 10 * 9 - 1)
+    assert grid.size == (4 * (8 * 9 - 1), 4 * (10 * 9 - 1))
 
     path = conditional_run / "saved_models" / "cond" / "1"
     assert export.export_info(path)["num_classes"] == 10
@@ -68,7 +69,7 @@ def test_sample_writes_one_row_per_label(conditional_run, tmp_path):
     output = tmp_path / "x.png"
     result = _sample(export_path, "--labels", "0,3", "--output", output)
     assert result.exit_code == 0, result.output
-    assert Image.open(output).size == (8 * 9 - 1, 2 * 9 - 1)
+    assert Image.open(output).size == (4 * (8 * 9 - 1), 4 * (2 * 9 - 1))
 
 
 def test_sample_refuses_labels_the_export_cannot_take(conditional_run, tmp_path):

@@ -147,8 +147,8 @@ def test_sample_grid_writes_a_png(tmp_path):
     export.export_version(gan.generator, tmp_path / "model")
     output = tmp_path / "out" / "grid.png"
     export.sample_grid(tmp_path / "model", output, num_images=6, seed=1)
-    # 6 images: 2 rows of 3 tiles of 8 px with 1 px padding.
-    assert Image.open(output).size == (3 * 9 - 1, 2 * 9 - 1)
+    # 6 images: 2 rows of 3 tiles of 8 px with 1 px padding, shown 4x.
+    assert Image.open(output).size == (4 * (3 * 9 - 1), 4 * (2 * 9 - 1))
     with pytest.raises(InputError, match=r"\.png"):
         export.sample_grid(tmp_path / "model", tmp_path / "grid.jpg")
     with pytest.raises(InputError, match="do not fill 4 rows"):

@@ -39,3 +39,22 @@ def test_png_and_gif_are_written_grayscale_and_rgb(tmp_path):
     white = images.image_grid(np.ones((4, 2, 2, 1)), num_rows=2)
     images.save_gif([gray, white], tmp_path / "anim.gif")
     assert Image.open(tmp_path / "anim.gif").n_frames == 2
+
+
+def test_grids_of_small_images_are_upscaled_by_nearest_neighbour():
+    assert [images.readable_scale(side, side) for side in (8, 16, 28, 64)] == [
+        4,
+        2,
+        1,
+        1,
+    ]
+    assert images.readable_scale(8, 64) == 4  # the shorter side decides
+    batch = np.linspace(-1, 1, 4 * 2 * 2).reshape(4, 2, 2, 1)
+    plain = images.image_grid(batch, num_rows=2)
+    scaled = images.image_grid(batch, num_rows=2, scale=3)
+    assert scaled.shape == (3 * plain.shape[0], 3 * plain.shape[1], 1)
+    for dy in range(3):
+        for dx in range(3):
+            np.testing.assert_array_equal(scaled[dy::3, dx::3], plain)
+    with pytest.raises(InputError, match="scale"):
+        images.image_grid(batch, num_rows=2, scale=0)
