@@ -37,6 +37,8 @@ TRAINING_DEFAULTS = {
 }
 
 _SEED_STATE = "seed_generator_state"
+# The latents of `test_step`: one fixed draw, whatever the training noise.
+EVALUATION_SEED = 2**31 - 1
 
 
 class BaseGAN(keras.Model):
@@ -410,6 +412,43 @@ class BaseGAN(keras.Model):
         if self._penalized:
             self.penalty_tracker.update_state(penalty)
         return {metric.name: metric.result() for metric in self._trackers()}
+
+    def test_step(self, data):
+        """Scores D on held-out real images and generated ones; updates nothing.
+
+        `evaluate(dataset)` and `fit(..., validation_data=...)` log `d_loss`,
+        `g_loss`, `d_real` and `d_fake` (`val_*` in `fit`) as the training
+        step defines them, with D and G in inference mode, no augmentation
+        and no penalties. `d_real` on training images against `val_d_real` on
+        held-out ones is the discriminator's overfitting signal (Karras et al.
+        2020, ADA, arXiv:2006.06676, sec. 3). The generated images come from
+        fixed latents (`EVALUATION_SEED`, the same for every batch), so an
+        evaluation is reproducible and leaves the training noise untouched.
+        """
+        real_images, labels = self._unpack(data)
+        batch_size = ops.shape(real_images)[0]
+        z = noise.latent_noise(
+            batch_size, self.latent_dim, EVALUATION_SEED, self._full_dtype
+        )
+        fake_images = self._generate(z, labels, training=False)
+
+        def discriminate(images):
+            if self.conditional:
+                return self.discriminator([images, labels], training=False)
+            return self.discriminator(images, training=False)
+
+        real_logits = discriminate(real_images)
+        fake_logits = discriminate(fake_images)
+        real_for_g = real_logits if self.gan_loss.generator_needs_real_logits else None
+        trackers = {
+            self.d_loss_tracker: self.gan_loss.discriminator(real_logits, fake_logits),
+            self.g_loss_tracker: self.gan_loss.generator(real_for_g, fake_logits),
+            self.d_real_tracker: ops.sigmoid(precision.widen(real_logits)),
+            self.d_fake_tracker: ops.sigmoid(precision.widen(fake_logits)),
+        }
+        for tracker, value in trackers.items():
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in trackers}
 
     def _unpack(self, data):
         # (images,) or (images, labels); unconditional models ignore labels.

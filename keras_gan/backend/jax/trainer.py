@@ -120,6 +120,27 @@ class JAXGANTrainer:
         )
         return logs, new_state
 
+    def test_step(self, state, data):
+        # Keras's JAX `evaluate` threads (trainable, non-trainable, metrics);
+        # only the metrics change.
+        groups = (
+            self.trainable_variables,
+            self.non_trainable_variables,
+            self.metrics_variables,
+        )
+        mapping = [
+            (variable, value)
+            for variables, values in zip(groups, state, strict=True)
+            for variable, value in zip(variables, values, strict=True)
+        ]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            logs = super().test_step(data)
+        new_state = tuple(
+            [_current(scope, variable) for variable in variables]
+            for variables in groups
+        )
+        return logs, new_state
+
     def _minimize(self, objective, model, optimizer):
         variables = model.trainable_variables
         parent = get_stateless_scope()
