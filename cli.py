@@ -198,10 +198,16 @@ def cli(backend):
     help="Total epochs, counting those of a resumed run.",
 )
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=None, help="[default: 64]"
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per training step (per discriminator update).  [default: 64]",
 )
 @click.option(
-    "--latent-dim", type=click.IntRange(min=1), default=None, help="[default: 100]"
+    "--latent-dim",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Size of the generator's standard normal input z.  [default: 100]",
 )
 @click.option(
     "--learning-rate",
@@ -209,7 +215,13 @@ def cli(backend):
     default=None,
     help="Adam learning rate of both players (beta_1=0.5).  [default: 0.0002]",
 )
-@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the data order, the training noise, the sample grids' latents "
+    "and evaluation's samples (not yet of the initial weights).  [default: 0]",
+)
 @click.option(
     "--steps-per-execution",
     type=click.IntRange(min=1),
@@ -264,9 +276,19 @@ def cli(backend):
     help="With --evaluate-every: export a version whenever the Frechet distance "
     "is the best so far, instead of at the end.",
 )
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path())
 @click.option(
-    "--export-dir", default="saved_models", show_default=True, type=click.Path()
+    "--runs-dir",
+    default="runs",
+    show_default=True,
+    type=click.Path(),
+    help="Folder of the runs: grids, logs and checkpoints go to <runs-dir>/<name>.",
+)
+@click.option(
+    "--export-dir",
+    default="saved_models",
+    show_default=True,
+    type=click.Path(),
+    help="Folder of the exports: versions go to <export-dir>/<name>/<version>.",
 )
 @_one_line_errors
 def train(name, **flags):
@@ -342,14 +364,22 @@ def train(name, **flags):
     help="Conditional exports: comma-separated classes, one row each, e.g. "
     "0,3,7.  [default: every class]",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the latents."
+)
 @click.option(
     "--num-rows",
     type=click.IntRange(min=1),
     default=None,
     help="Rows of the grid (default: as square as the number of images allows).",
 )
-@click.option("--output", type=click.Path(), default="grid.png", show_default=True)
+@click.option(
+    "--output",
+    type=click.Path(),
+    default="grid.png",
+    show_default=True,
+    help="PNG file of the grid.",
+)
 @_one_line_errors
 def sample(saved_model_dir, num_images, labels, seed, num_rows, output):
     """Write a grid of images from an exported generator (a version folder, or

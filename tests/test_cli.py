@@ -237,3 +237,16 @@ def test_the_real_command_line_prints_one_line_without_traceback(tmp_path):
     assert completed.stderr.strip().count("\n") == 0, completed.stderr
     assert completed.stderr.startswith("Error: unknown dataset")
     assert os.listdir(tmp_path) == []
+
+
+def test_every_flag_says_what_it_does():
+    import click
+
+    import cli
+
+    for name, command in [("cli", cli.cli), *cli.cli.commands.items()]:
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                text = (param.help or "").strip()
+                # A description, not only a "[default: ...]" tag.
+                assert text and not text.startswith("["), (name, param.opts)
