@@ -431,14 +431,8 @@ class BaseGAN(keras.Model):
             batch_size, self.latent_dim, EVALUATION_SEED, self._full_dtype
         )
         fake_images = self._generate(z, labels, training=False)
-
-        def discriminate(images):
-            if self.conditional:
-                return self.discriminator([images, labels], training=False)
-            return self.discriminator(images, training=False)
-
-        real_logits = discriminate(real_images)
-        fake_logits = discriminate(fake_images)
+        real_logits = self._discriminate(real_images, labels, training=False)
+        fake_logits = self._discriminate(fake_images, labels, training=False)
         real_for_g = real_logits if self.gan_loss.generator_needs_real_logits else None
         trackers = {
             self.d_loss_tracker: self.gan_loss.discriminator(real_logits, fake_logits),
@@ -477,14 +471,14 @@ class BaseGAN(keras.Model):
             return generator([z, labels], training=training)
         return generator(z, training=training)
 
-    def _discriminate(self, images, labels, seed=None):
+    def _discriminate(self, images, labels, seed=None, training=True):
         if seed is not None and self.training_options["augment"]:
             images = augmentation.diff_augment(
                 images, self.training_options["augment"], seed
             )
         if self.conditional:
-            return self.discriminator([images, labels], training=True)
-        return self.discriminator(images, training=True)
+            return self.discriminator([images, labels], training=training)
+        return self.discriminator(images, training=training)
 
     def _augment_seeds(self):
         if not self.training_options["augment"]:

@@ -97,28 +97,14 @@ class JAXGANTrainer:
 
         self.train_function = train_function
 
-    def _state_variables(self):
-        return (
+    def train_step(self, state, data):
+        groups = (
             self.trainable_variables,
             self.non_trainable_variables,
             self.optimizer.variables,
             self.metrics_variables,
         )
-
-    def train_step(self, state, data):
-        groups = self._state_variables()
-        mapping = [
-            (variable, value)
-            for variables, values in zip(groups, state, strict=True)
-            for variable, value in zip(variables, values, strict=True)
-        ]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = super().train_step(data)
-        new_state = tuple(
-            [_current(scope, variable) for variable in variables]
-            for variables in groups
-        )
-        return logs, new_state
+        return _stateless(super().train_step, groups, state, data)
 
     def test_step(self, state, data):
         # Keras's JAX `evaluate` threads (trainable, non-trainable, metrics);
@@ -128,18 +114,7 @@ class JAXGANTrainer:
             self.non_trainable_variables,
             self.metrics_variables,
         )
-        mapping = [
-            (variable, value)
-            for variables, values in zip(groups, state, strict=True)
-            for variable, value in zip(variables, values, strict=True)
-        ]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = super().test_step(data)
-        new_state = tuple(
-            [_current(scope, variable) for variable in variables]
-            for variables in groups
-        )
-        return logs, new_state
+        return _stateless(super().test_step, groups, state, data)
 
     def _minimize(self, objective, model, optimizer):
         variables = model.trainable_variables
@@ -199,6 +174,22 @@ class JAXGANTrainer:
         )
         parent.state_mapping.update(state)
         return output
+
+
+def _stateless(step, groups, state, data):
+    """Runs the backend-free `step(data)` with each variable of `groups` read as
+    its value in `state`; returns its logs and the state it leaves."""
+    mapping = [
+        (variable, value)
+        for variables, values in zip(groups, state, strict=True)
+        for variable, value in zip(variables, values, strict=True)
+    ]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = step(data)
+    new_state = tuple(
+        [_current(scope, variable) for variable in variables] for variables in groups
+    )
+    return logs, new_state
 
 
 def _current(scope, variable):
