@@ -9,6 +9,10 @@ implementation and batch size:
     keras_gan              GAN.compile() defaults: XLA, 32 steps fused per call
     keras_gan_jax          GAN.compile() defaults on the JAX backend (jax.jit step)
     keras_gan_torch        GAN.compile() defaults on the PyTorch backend (eager)
+    keras_gan_user_tfdata  keras_gan's defaults fed by a user's own tf.data
+                           pipeline (shuffle, batch, repeat, prefetch) instead of
+                           dataset_from_arrays
+    keras_gan_jax_user_tfdata  the same on the JAX backend
     keras_gan_spe1         the same under XLA, Keras's own loop, 1 step per call
     keras_fit              the same GAN.fit without XLA (1 step per call)
     tf_function            bench/reference_tf.py's tf.function step, tf.data loop
@@ -34,8 +38,9 @@ so that a change in the machine's load falls on all rows alike. Within a run:
 one first call (`first s`: trace, compile and the first call's steps), a
 warm-up, then `--repeats` timed windows of `--steps` steps each. `steps/s` is
 the median window of a row's runs, `best` its fastest window (the figure least
-disturbed by other processes). keras_gan windows are whole
-`fit(steps_per_epoch=N)` calls, as users run them.
+disturbed by other processes). keras_gan windows are `fit` calls on the
+`dataset_from_arrays` pipeline as returned, as users run them: whole passes as
+epochs, the rest of a window as `fit(steps_per_epoch=rest)`.
 
 Columns:
 
@@ -111,6 +116,11 @@ IMPLEMENTATIONS = {
         "keras_gan, PyTorch backend (eager)",
         {"KERAS_BACKEND": "torch"},
     ),
+    "keras_gan_user_tfdata": ("keras_gan, fed by a user's tf.data pipeline", {}),
+    "keras_gan_jax_user_tfdata": (
+        "keras_gan, JAX backend, fed by a user's tf.data pipeline",
+        {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    ),
     "keras_gan_spe1": ("keras_gan XLA, Keras loop, 1 step/call", {}),
     "keras_fit": ("Keras fit, no XLA", {}),
     "tf_function": ("plain tf.function loop", {}),
@@ -176,10 +186,12 @@ class KerasGANTrainer:
         import keras_gan
 
         keras.utils.set_random_seed(SEED)  # the networks' initial weights
-        # repeat(): windows of any length cross epochs; each pass reshuffles.
+        # As returned, not repeated: the JAX trainer then keeps the images on
+        # the device (a repeated dataset would stream through tf.data).
         self.dataset = keras_gan.data.dataset_from_arrays(
             images, batch_size=batch_size, seed=SEED
-        ).repeat()
+        )
+        self.batches_per_pass = len(images) // batch_size
         self.gan = keras_gan.GAN(*self.build_networks(), seed=SEED)
         self.gan.compile(**compile_kwargs)
         self.steps_per_call = int(self.gan.steps_per_execution)
@@ -196,6 +208,35 @@ class KerasGANTrainer:
         )
 
     def run(self, num_steps):
+        # Whole passes as epochs, then the rest of the steps as a part of one
+        # more pass (each fit() starts a new pass).
+        passes, rest = divmod(num_steps, self.batches_per_pass)
+        if passes:
+            history = self.gan.fit(self.dataset, epochs=passes, verbose=0).history
+        if rest:
+            history = self.gan.fit(
+                self.dataset, epochs=1, steps_per_epoch=rest, verbose=0
+            ).history
+        return history["d_loss"][-1], history["g_loss"][-1]
+
+
+class UserPipelineTrainer(KerasGANTrainer):
+    """keras_gan's defaults fed by the tf.data pipeline a user writes:
+    `from_tensor_slices(images).shuffle(all).batch(drop_remainder).prefetch`."""
+
+    def __init__(self, images, batch_size, compile_kwargs):
+        import tensorflow as tf
+
+        super().__init__(images, batch_size, compile_kwargs)
+        self.dataset = (
+            tf.data.Dataset.from_tensor_slices(images)
+            .shuffle(len(images), seed=SEED)
+            .batch(batch_size, drop_remainder=True)
+            .repeat()
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def run(self, num_steps):
         history = self.gan.fit(
             self.dataset, epochs=1, steps_per_epoch=num_steps, verbose=0
         ).history
@@ -205,6 +246,8 @@ class KerasGANTrainer:
 def make_trainer(name, images, batch_size):
     if name in ("keras_gan", "keras_gan_jax", "keras_gan_torch"):
         return KerasGANTrainer(images, batch_size, {})
+    if name in ("keras_gan_user_tfdata", "keras_gan_jax_user_tfdata"):
+        return UserPipelineTrainer(images, batch_size, {})
     if name == "keras_gan_spe1":
         return KerasGANTrainer(
             images, batch_size, {"jit_compile": True, "steps_per_execution": 1}

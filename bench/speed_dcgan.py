@@ -12,6 +12,8 @@ table row per implementation and batch size:
     keras_gan_bf16         the same under keras.config.set_dtype_policy(
                            "mixed_bfloat16"), set before the networks are built
     keras_gan_xla          GAN.compile(jit_compile=True): XLA, 32 steps/call
+    keras_gan_jax          GAN.compile() defaults on the JAX backend (jit)
+    keras_gan_torch        GAN.compile() defaults on the PyTorch backend (eager)
     tf_function            bench/reference_keras_dcgan.py: the same Keras
                            networks built by hand, a @tf.function step, no XLA
     keras_fit              bench/reference_keras_dcgan.py: Keras fit of a
@@ -80,6 +82,14 @@ IMPLEMENTATIONS = {
     "keras_gan": ("keras_gan defaults (no XLA on CPU)", {}),
     "keras_gan_bf16": ("keras_gan, mixed_bfloat16", {}),
     "keras_gan_xla": ("keras_gan, XLA (32 steps/call)", {}),
+    "keras_gan_jax": (
+        "keras_gan, JAX backend (jit)",
+        {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    ),
+    "keras_gan_torch": (
+        "keras_gan, PyTorch backend (eager)",
+        {"KERAS_BACKEND": "torch"},
+    ),
     "tf_function": ("plain tf.function loop, Keras nets", {}),
     "keras_fit": ("Keras fit, minimal train_step, no XLA", {}),
     "torch": (
@@ -179,6 +189,9 @@ KERAS_GAN_ROWS = {
     "keras_gan": ({}, None),
     "keras_gan_bf16": ({}, "mixed_bfloat16"),
     "keras_gan_xla": ({"jit_compile": True}, None),
+    # compile() defaults on the backend the row's environment selects.
+    "keras_gan_jax": ({}, None),
+    "keras_gan_torch": ({}, None),
 }
 # The reference modules of the other rows: Keras (tf_function and keras_fit),
 # PyTorch (torch*), JAX (jax_jit); each imported by its own workers only.

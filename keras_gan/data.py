@@ -189,13 +189,17 @@ def dataset_from_arrays(
     # memory); each batch is one gather of shuffled indices. Shuffling
     # indices instead of images keeps tf.data's per-element cost off the
     # step, which matters for small models at hundreds of steps per second.
-    pixels = tf.constant(images)
-    columns = [pixels]
+    labels = None if labels is None else _checked_labels(labels, num_images)
+    labels = None if labels is None else labels.astype(np.int32)
+    columns = [tf.constant(images)]
     if labels is not None:
-        columns.append(
-            tf.constant(_checked_labels(labels, num_images).astype(np.int32))
-        )
-    indices = _index_batches(num_images, batch_size, shuffle, seed)
+        columns.append(tf.constant(labels))
+    orders = _epoch_orders(num_images, batch_size, shuffle, seed)
+    num_batches = num_images // batch_size
+    indices = orders.flat_map(tf.data.Dataset.from_tensor_slices)
+    # flat_map hides the length; Keras needs it to end an epoch without an
+    # extra call (and for its progress bar).
+    indices = indices.apply(tf.data.experimental.assert_cardinality(num_batches))
 
     def gather(batch_indices):
         batch = [tf.gather(column, batch_indices) for column in columns]
@@ -209,39 +213,67 @@ def dataset_from_arrays(
     # and more keeps the step fed without it.
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    dataset = dataset.with_options(options)
+    setattr(dataset, _SOURCE_ATTRIBUTE, InMemorySource(images, labels, orders))
+    return dataset
 
 
-def _index_batches(num_images, batch_size, shuffle, seed):
-    """One epoch of `(batch_size,)` index batches, the last partial one dropped
-    (a fixed batch shape lets XLA compile the train step once).
+_SOURCE_ATTRIBUTE = "_keras_gan_in_memory_source"
 
-    Shuffling draws one permutation per epoch, a single op, rather than passing
+
+class InMemorySource:
+    """What a `dataset_from_arrays` pipeline is made of, for trainers that
+    keep the images on their device and gather each batch inside the
+    compiled step (the JAX trainer does; see `keras_gan.backend.jax`).
+
+    `next_order()` draws the indices of the pipeline's next pass over the
+    data from the pipeline's own random state, so a trainer reading the
+    source sees the batches, in the order, that iterating the dataset would
+    have given.
+    """
+
+    def __init__(self, images, labels, orders):
+        self.images = images  # (N, H, W, C): uint8 in [0, 255] or float32
+        self.labels = labels  # (N,) int32, or None
+        self._orders = orders
+        self.num_batches, self.batch_size = (int(n) for n in orders.element_spec.shape)
+
+    def next_order(self) -> np.ndarray:
+        """The next pass's `(num_batches, batch_size)` int32 image indices."""
+        return next(iter(self._orders)).numpy().astype(np.int32)
+
+
+def in_memory_source(dataset) -> InMemorySource | None:
+    """The arrays behind `dataset` if `dataset_from_arrays` (or `make_dataset`
+    on in-memory data) returned it unchanged, else None."""
+    return getattr(dataset, _SOURCE_ATTRIBUTE, None)
+
+
+def _epoch_orders(num_images, batch_size, shuffle, seed):
+    """One element per pass over the data: that pass's `(num_batches,
+    batch_size)` image indices, the last partial batch dropped (a fixed batch
+    shape lets XLA compile the train step once).
+
+    Shuffling draws one permutation per pass, a single op, rather than passing
     every index through `Dataset.shuffle`, whose per-element cost (~0.9 us)
     competed with a fast XLA step for the CPU. `rerandomize_each_iteration`
     gives every pass over the dataset (every epoch, and every `repeat()`) its
     own permutation, reproducible from `seed`.
     """
     num_batches = num_images // batch_size
+    used = num_batches * batch_size
     if not shuffle:
-        indices = tf.data.Dataset.range(num_images)
-        return indices.batch(batch_size, drop_remainder=True)
+        order = tf.reshape(tf.range(used, dtype=tf.int64), (num_batches, batch_size))
+        return tf.data.Dataset.from_tensors(order)
 
     def permutation(epoch_seed):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_images, dtype=tf.int64), seed=tf.stack([epoch_seed, 0])
         )
-        return tf.reshape(order[: num_batches * batch_size], (num_batches, batch_size))
+        return tf.reshape(order[:used], (num_batches, batch_size))
 
     epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    batches = (
-        epoch_seeds.take(1)
-        .map(permutation)
-        .flat_map(tf.data.Dataset.from_tensor_slices)
-    )
-    # flat_map hides the length; Keras needs it to end an epoch without an
-    # extra call (and for its progress bar).
-    return batches.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return epoch_seeds.take(1).map(permutation)
 
 
 def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:

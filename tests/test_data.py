@@ -279,6 +279,36 @@ def test_repeat_reshuffles_every_pass_and_drops_a_different_remainder():
     assert len({tuple(order) for order in passes}) == 4
 
 
+def test_in_memory_source_draws_the_pipelines_next_pass():
+    # A trainer reading the source sees what iterating the dataset gives:
+    # the same arrays, and each pass's order from the pipeline's own state.
+    images = np.arange(30, dtype=np.uint8).reshape(30, 1, 1)
+    labels = np.arange(30) % 7
+    dataset = data.dataset_from_arrays(images, labels, batch_size=4, seed=2)
+    source = data.in_memory_source(dataset)
+    assert (source.num_batches, source.batch_size) == (7, 4)
+    np.testing.assert_array_equal(source.images, images[..., np.newaxis])
+    assert source.labels.dtype == np.int32
+    through_tf = [batch_labels.numpy() for _, batch_labels in dataset]
+    from_source = source.next_order()
+    again = [batch_labels.numpy() for _, batch_labels in dataset]
+    # Pass 2 came from the source, pass 3 from the pipeline: all differ.
+    assert source.images[from_source].shape == (7, 4, 1, 1, 1)
+    orders = [np.stack(through_tf), labels[from_source], np.stack(again)]
+    assert len({order.tobytes() for order in orders}) == 3
+    replay = data.dataset_from_arrays(images, labels, batch_size=4, seed=2)
+    replayed = data.in_memory_source(replay)
+    np.testing.assert_array_equal(labels[replayed.next_order()], orders[0])
+    assert [b.numpy().tolist() for _, b in replay] == labels[from_source].tolist()
+
+
+def test_derived_datasets_have_no_in_memory_source():
+    dataset = data.dataset_from_arrays(np.zeros((8, 2, 2), np.uint8), batch_size=4)
+    assert data.in_memory_source(dataset.repeat()) is None
+    assert data.in_memory_source(dataset.map(lambda x: x)) is None
+    assert data.in_memory_source(tf.data.Dataset.range(3)) is None
+
+
 def test_labels_follow_their_images():
     images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1)
     dataset = data.dataset_from_arrays(images, labels=np.arange(20), batch_size=5)
