@@ -13,6 +13,7 @@ import math
 import keras
 from keras import layers
 
+from keras_gan import layers as gan_layers
 from keras_gan import precision
 from keras_gan.errors import InputError
 
@@ -244,17 +245,17 @@ def dcgan_generator(
     x = layers.Reshape((height, width, channels), name="reshape")(x)
     for stage in range(1, stages):
         channels //= 2
-        x = layers.Conv2DTranspose(
+        x = gan_layers.Conv2DTranspose(
             channels, 4, strides=2, padding="same", use_bias=False, name=f"up{stage}"
         )(x)
         x = layers.BatchNormalization(name=f"up{stage}_bn")(x)
         x = layers.ReLU(name=f"up{stage}_relu")(x)
     if stages:
-        x = layers.Conv2DTranspose(
+        x = gan_layers.Conv2DTranspose(
             image_shape[-1], 4, strides=2, padding="same", name=f"up{stages}"
         )(x)
     else:
-        x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
+        x = gan_layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
     images = layers.Activation("tanh", dtype=precision.full_dtype(), name="images")(x)
     return keras.Model(inputs if num_classes is not None else z, images, name=name)
 
@@ -294,7 +295,7 @@ def dcgan_discriminator(
     images = keras.Input(image_shape, name="images")
     x, channels = images, int(filters)
     for stage in range(1, max(stages, 1) + 1):
-        x = layers.Conv2D(
+        x = gan_layers.Conv2D(
             channels, 4, strides=2 if stages else 1, padding="same", name=f"down{stage}"
         )(x)
         x = layers.LeakyReLU(negative_slope=0.2, name=f"down{stage}_leaky_relu")(x)

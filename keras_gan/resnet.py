@@ -18,6 +18,7 @@ paper) and adds two blocks that keep the size.
 import keras
 from keras import layers
 
+from keras_gan import layers as gan_layers
 from keras_gan import networks
 from keras_gan import precision
 from keras_gan.errors import InputError
@@ -64,7 +65,7 @@ def _up_block(x, labels, num_classes, channels, name):
     h = _batch_normalization(x, labels, num_classes, f"{name}_bn1")
     h = layers.ReLU(name=f"{name}_relu1")(h)
     h = layers.UpSampling2D(2, name=f"{name}_upsample")(h)
-    h = layers.Conv2D(
+    h = gan_layers.Conv2D(
         channels,
         3,
         padding="same",
@@ -73,7 +74,7 @@ def _up_block(x, labels, num_classes, channels, name):
     )(h)
     h = _batch_normalization(h, labels, num_classes, f"{name}_bn2")
     h = layers.ReLU(name=f"{name}_relu2")(h)
-    h = layers.Conv2D(
+    h = gan_layers.Conv2D(
         channels,
         3,
         padding="same",
@@ -81,13 +82,13 @@ def _up_block(x, labels, num_classes, channels, name):
         name=f"{name}_conv2",
     )(h)
     shortcut = layers.UpSampling2D(2, name=f"{name}_shortcut_upsample")(x)
-    shortcut = layers.Conv2D(channels, 1, name=f"{name}_shortcut_conv")(shortcut)
+    shortcut = gan_layers.Conv2D(channels, 1, name=f"{name}_shortcut_conv")(shortcut)
     return layers.Add(name=f"{name}_add")([h, shortcut])
 
 
 def _sn_conv(channels, kernel_size, name):
     initializer = _residual_initializer() if kernel_size == 3 else "glorot_uniform"
-    conv = layers.Conv2D(
+    conv = gan_layers.Conv2D(
         channels,
         kernel_size,
         padding="same",
@@ -173,7 +174,7 @@ def resnet_generator(
     # (batch, H, W, channels)
     x = _batch_normalization(x, None, None, "output_bn")
     x = layers.ReLU(name="output_relu")(x)
-    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
+    x = gan_layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
     images = layers.Activation("tanh", dtype=precision.full_dtype(), name="images")(x)
     inputs = z if labels is None else [z, labels]
     return keras.Model(inputs, images, name=name)

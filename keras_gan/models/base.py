@@ -11,7 +11,10 @@ contributes only the gradient mechanics, through three hooks:
 - `_input_gradients(function, inputs)`: d sum(function(inputs)) / d inputs,
   differentiable again (for gradient penalties);
 - `_cond(predicate, true_fn, false_fn)`: a branch whose functions may update
-  variables (lazy penalties, `d_steps`).
+  variables (lazy penalties, `d_steps`);
+- `_constant(function)`, optional: `function()` as a value no gradient flows
+  through (the discriminator step's fake images); a trainer whose autodiff
+  records eagerly runs it unrecorded.
 """
 
 import keras
@@ -355,7 +358,7 @@ class BaseGAN(keras.Model):
         z = noise.latent_noise(
             batch_size, self.latent_dim, self._next_seed(), self._full_dtype
         )
-        fake_images = ops.stop_gradient(self._generate(z, labels, training=True))
+        fake_images = self._constant(lambda: self._generate(z, labels, training=True))
         real_seed, fake_seed = self._augment_seeds()
 
         def discriminator_objective():
@@ -564,6 +567,9 @@ class BaseGAN(keras.Model):
 
     def _cond(self, predicate, true_fn, false_fn):
         raise _no_trainer(self)
+
+    def _constant(self, function):
+        return ops.stop_gradient(function())
 
     # -- Sampling. -----------------------------------------------------------
 

@@ -18,9 +18,7 @@ each player, `jax.grad` for input gradients, `jax.lax.cond` over the whole
 state for branches that update variables.
 """
 
-import inspect
 import itertools
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -29,22 +27,17 @@ import numpy as np
 from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
-from keras_gan.data import in_memory_source
+from keras_gan.backend.feed import MODEL_RANGE
+from keras_gan.backend.feed import DeviceFeed
 from keras_gan.networks import has_convolutions
 
 # Steps per compiled call for networks without convolutions: the seed MLP at
 # batch 64 is bound by the per-call overhead of Keras's JAX loop.
 AUTO_STEPS_PER_EXECUTION = 32
 
-# In-memory datasets up to this size are copied to the device once and
-# gathered there (see `JAXGANTrainer._device_feed`); larger ones stream.
-DEVICE_DATA_MAX_BYTES = 2 * 1024**3
 
-
-class JAXGANTrainer:
+class JAXGANTrainer(DeviceFeed):
     """Gradient mechanics of `BaseGAN` on JAX (mixed in before it)."""
-
-    _feed = None  # the `_IndexBatches` of the `fit` running now, if any
 
     def auto_jit_compile(self) -> bool:
         # Keras's choice on JAX: the step is always worth compiling.
@@ -56,39 +49,13 @@ class JAXGANTrainer:
         )
         return 1 if convolutional or not jit_compile else AUTO_STEPS_PER_EXECUTION
 
-    def fit(self, *args, **kwargs):
-        """Keras's `fit`; a `dataset_from_arrays` pipeline is read from the
-        device instead (see `_device_feed`)."""
-        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
-        feed = self._device_feed(arguments)
-        if feed is None:
-            return super().fit(*args, **kwargs)
-        self._feed = feed
-        try:
-            return super().fit(**{**arguments, "x": feed, "shuffle": False})
-        finally:
-            self._feed = None
+    def _feed_applies(self):
+        # Index batches are gathered by the compiled loop of
+        # `make_train_function`.
+        return self._compiled_loop()
 
-    def _device_feed(self, arguments):
-        """Index batches for `fit` when its data can live on the device.
-
-        A `dataset_from_arrays` pipeline, passed as it was returned, is made
-        of arrays and an order per pass. Its images are put on the device
-        once and every batch is gathered inside the compiled step, as a lean
-        hand-written JAX loop does: no tf.data element, no host-to-device
-        copy per step. `fit` iterates the pass's index batches instead, so
-        steps, epochs, callbacks and the order of batches are the pipeline's.
-        """
-        source = in_memory_source(arguments.get("x"))
-        if (
-            source is None
-            or arguments.get("y") is not None
-            or arguments.get("validation_split")
-            or not self._compiled_loop()
-            or source.images.nbytes > DEVICE_DATA_MAX_BYTES
-        ):
-            return None
-        return _IndexBatches(source)
+    def _to_device(self, array):
+        return jnp.asarray(array)
 
     def _compiled_loop(self):
         return (
@@ -105,7 +72,7 @@ class JAXGANTrainer:
         batches of one execution are stacked and one compiled call scans the
         step over them (`jax.lax.scan`); an execution with fewer batches (the
         end of an epoch) runs them one jitted call each. Same steps, same
-        order, same results. Fed from the device (`_device_feed`), the calls
+        order, same results. Fed from the device (`keras_gan.backend.feed`), the calls
         take index batches and gather the images inside.
         """
         if self.train_function is not None and not force:
@@ -272,55 +239,9 @@ def _updates(child, parent, exclude=()):
     }
 
 
-class _IndexBatches(keras.utils.PyDataset):
-    """Passes over an `InMemorySource` as `(batch_size,)` index batches;
-    `arrays` holds its data on the device.
-
-    Each pass draws its order when its first batch is read, as each new
-    iterator over the tf.data pipeline does; Keras's epoch loop, shared by
-    both, decides when a pass starts (every epoch, or when one runs out
-    under `steps_per_epoch`).
-    """
-
-    def __init__(self, source):
-        super().__init__()
-        self._source = source
-        self._order = None
-        self.arrays = _device_arrays(source)
-
-    @property
-    def num_batches(self):
-        return self._source.num_batches
-
-    def __len__(self):
-        return self._source.num_batches
-
-    def __getitem__(self, index):
-        if index == 0:
-            self._order = self._source.next_order()
-        return self._order[index]
-
-
-# source -> its arrays on the device, for as long as the source lives: a
-# dataset trained on in several `fit` calls is copied once.
-_ON_DEVICE = weakref.WeakKeyDictionary()
-
-
-def _device_arrays(source):
-    if source not in _ON_DEVICE:
-        labels = () if source.labels is None else (jnp.asarray(source.labels),)
-        _ON_DEVICE[source] = (jnp.asarray(source.images), *labels)
-    return _ON_DEVICE[source]
-
-
 def _gather(arrays, indices):
     # What the tf.data pipeline computes: a batch in [-1, 1] (and its labels).
     images, *labels = (jnp.take(array, indices, axis=0) for array in arrays)
     if images.dtype == jnp.uint8:
-        images = jnp.take(jnp.asarray(_MODEL_RANGE), images.astype(jnp.int32))
+        images = jnp.take(jnp.asarray(MODEL_RANGE), images.astype(jnp.int32))
     return images if not labels else (images, *labels)
-
-
-# uint8 -> [-1, 1] as a table, the pipeline's values to the bit: XLA on CPU
-# computes `x / 127.5 - 1` through a reciprocal, off by one ulp for most x.
-_MODEL_RANGE = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1)

@@ -1,27 +1,58 @@
 """The PyTorch trainer: the step with torch autograd, eager as Keras runs it.
 
-Per player: clear its gradients, run its objective, `backward()`, read each
-variable's `.grad` and apply it under `torch.no_grad()` (the keras.io PyTorch
-GAN recipe). The generator's backward also fills the discriminator's
-gradients: they are cleared before the discriminator's next step.
+Per player: clear its gradients, run its objective, `backward()` into that
+player's variables only (`inputs=`: the generator's update computes no weight
+gradients for the discriminator), read each variable's `.grad` and apply it
+under `torch.no_grad()` (the keras.io PyTorch GAN recipe). The discriminator
+step's fake images are generated under `torch.no_grad()`: no graph is
+recorded through the generator for images that are not differentiated.
 """
 
+import keras
 import torch
 
+from keras_gan.backend.feed import MODEL_RANGE
+from keras_gan.backend.feed import DeviceFeed
 
-class TorchGANTrainer:
+
+class TorchGANTrainer(DeviceFeed):
     """Gradient mechanics of `BaseGAN` on PyTorch (mixed in before it)."""
 
     def auto_jit_compile(self) -> bool:
         # Keras's choice on PyTorch: eager (torch.compile is opt-in).
         return False
 
+    def _feed_applies(self):
+        return keras.distribution.distribution() is None
+
+    def _to_device(self, array):
+        return keras.ops.convert_to_tensor(array)
+
+    def make_train_function(self, force=False):
+        """Keras's train function; fed from the device
+        (`keras_gan.backend.feed`), it gathers each batch first."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        keras_function = self.train_function
+
+        def train_function(data):
+            # data: [batch]; from the feed, batch is (indices,).
+            if self._feed is not None:
+                data = [_gather(self._feed.arrays, data[0][0])]
+            return keras_function(data)
+
+        self.train_function = train_function
+        return train_function
+
     def _minimize(self, objective, model, optimizer):
         variables = model.trainable_variables
         for variable in variables:
             variable.value.grad = None
         loss, aux = objective()
-        optimizer.scale_loss(loss).backward()
+        optimizer.scale_loss(loss).backward(
+            inputs=[variable.value for variable in variables]
+        )
         grads = [variable.value.grad for variable in variables]
         with torch.no_grad():
             optimizer.apply(grads, variables)
@@ -37,8 +68,22 @@ class TorchGANTrainer:
     def _cond(self, predicate, true_fn, false_fn):
         return true_fn() if bool(predicate) else false_fn()
 
+    def _constant(self, function):
+        with torch.no_grad():
+            return function()
+
 
 def _detached(values):
     if isinstance(values, tuple):
         return tuple(_detached(value) for value in values)
     return values.detach() if isinstance(values, torch.Tensor) else values
+
+
+def _gather(arrays, indices):
+    # What the tf.data pipeline computes: a batch in [-1, 1] (and its labels).
+    indices = indices.to(device=arrays[0].device, dtype=torch.long)
+    images, *labels = (array[indices] for array in arrays)
+    if images.dtype == torch.uint8:
+        table = torch.as_tensor(MODEL_RANGE, device=images.device)
+        images = table[images.long()]
+    return images if not labels else (images, *labels)
