@@ -1,0 +1,76 @@
+"""JAX: one device against two (Keras's `DataParallel`), in processes of their
+own with two host devices (`--xla_force_host_platform_device_count=2`)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+pytestmark = [
+    pytest.mark.backends,
+    pytest.mark.skipif(keras.config.backend() != "jax", reason="JAX's devices"),
+]
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, keras, numpy as np
+    import keras_gan
+
+    assert len(jax.devices()) == 2, jax.devices()
+    if sys.argv[1] == "2":
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=jax.devices()))
+    keras.utils.set_random_seed(0)
+    # A DCGAN: batch norm statistics over the batch that the devices split.
+    generator, discriminator = keras_gan.networks.build("dcgan", 4, (8, 8, 1))
+    gan = keras_gan.GAN(generator, discriminator, seed=0)
+    gan.compile(r1=1.0, penalty_interval=2)
+    images = np.random.default_rng(0).uniform(-1, 1, (32, 8, 8, 1)).astype("f4")
+    history = gan.fit(images, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    kernel = gan.discriminator.trainable_variables[0]
+    print(json.dumps({
+        "devices": len(kernel.value.sharding.device_set),
+        "weights": [w.ravel().tolist() for w in gan.get_weights()],
+        "g_loss": history.history["g_loss"],
+        "iterations": int(gan.g_optimizer.iterations.value),
+    }))
+    """
+)
+
+
+def test_two_devices_train_as_one(tmp_path):
+    script = tmp_path / "devices.py"
+    script.write_text(_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        PYTHONPATH=path,
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    runs = {}
+    for devices in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, str(script), devices],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[devices] = json.loads(done.stdout.strip().splitlines()[-1])
+    one, two = runs["1"], runs["2"]
+    assert (one["devices"], two["devices"]) == (1, 2)  # replicated on both
+    assert one["iterations"] == two["iterations"] == 8
+    np.testing.assert_allclose(two["g_loss"], one["g_loss"], rtol=1e-4)
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
