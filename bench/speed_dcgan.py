@@ -82,14 +82,9 @@ IMPLEMENTATIONS = {
     "keras_gan": ("keras_gan defaults (no XLA on CPU)", {}),
     "keras_gan_bf16": ("keras_gan, mixed_bfloat16", {}),
     "keras_gan_xla": ("keras_gan, XLA (32 steps/call)", {}),
-    "keras_gan_jax": (
-        "keras_gan, JAX backend (jit)",
-        {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
-    ),
-    "keras_gan_torch": (
-        "keras_gan, PyTorch backend (eager)",
-        {"KERAS_BACKEND": "torch"},
-    ),
+    # speed.py's rows: keras_gan's defaults on the other backends.
+    "keras_gan_jax": speed.IMPLEMENTATIONS["keras_gan_jax"],
+    "keras_gan_torch": speed.IMPLEMENTATIONS["keras_gan_torch"],
     "tf_function": ("plain tf.function loop, Keras nets", {}),
     "keras_fit": ("Keras fit, minimal train_step, no XLA", {}),
     "torch": (

@@ -189,8 +189,8 @@ def dataset_from_arrays(
     # memory); each batch is one gather of shuffled indices. Shuffling
     # indices instead of images keeps tf.data's per-element cost off the
     # step, which matters for small models at hundreds of steps per second.
-    labels = None if labels is None else _checked_labels(labels, num_images)
-    labels = None if labels is None else labels.astype(np.int32)
+    if labels is not None:
+        labels = _checked_labels(labels, num_images).astype(np.int32)
     columns = [tf.constant(images)]
     if labels is not None:
         columns.append(tf.constant(labels))
@@ -223,8 +223,8 @@ _SOURCE_ATTRIBUTE = "_keras_gan_in_memory_source"
 
 class InMemorySource:
     """What a `dataset_from_arrays` pipeline is made of, for trainers that
-    keep the images on their device and gather each batch inside the
-    compiled step (the JAX trainer does; see `keras_gan.backend.jax`).
+    keep the images on their device and gather each batch there (the JAX and
+    PyTorch trainers do; see `keras_gan.backend.feed`).
 
     `next_order()` draws the indices of the pipeline's next pass over the
     data from the pipeline's own random state, so a trainer reading the

@@ -1,5 +1,10 @@
 """Small GANs and datasets shared by the tests: 8x8 images, tiny latents."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import tensorflow as tf
 
@@ -33,3 +38,22 @@ def tiny_gan(seed=0, hidden_units=8):
 def copy_weights(source, target):
     target.generator.set_weights(source.generator.get_weights())
     target.discriminator.set_weights(source.discriminator.get_weights())
+
+
+def run_json_script(script, argument, env=None, timeout=300):
+    """Runs `python script argument` in a process of its own and returns the
+    JSON of its last line of output. This checkout comes first on the
+    script's path: it imports this keras_gan whether or not (and wherever)
+    it is installed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, str(script), argument],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,10 +1,6 @@
 """Penalties, several D steps, the weight average, augmentation and mixed
 precision of `GAN`, against closed forms where there are some."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -13,6 +9,7 @@ import pytest
 import tensorflow as tf
 from helpers import IMAGE_SHAPE
 from helpers import LATENT_DIM
+from helpers import run_json_script
 from helpers import tiny_dataset
 from helpers import tiny_gan
 from helpers import tiny_images
@@ -257,22 +254,7 @@ _REPLICAS_SCRIPT = textwrap.dedent(
 def test_penalties_are_scaled_for_gradients_summed_across_replicas(tmp_path):
     script = tmp_path / "replicas.py"
     script.write_text(_REPLICAS_SCRIPT)
-    # The repository first on the path: the script imports this checkout's
-    # keras_gan whether or not (and wherever) it is installed.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=path)
-    kernels = []
-    for replicas in ("1", "2"):
-        done = subprocess.run(
-            [sys.executable, str(script), replicas],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        kernels.append(np.array(json.loads(done.stdout.strip().splitlines()[-1])))
+    kernels = [np.array(run_json_script(script, replicas)) for replicas in ("1", "2")]
     single, mirrored = kernels
     assert not np.allclose(single, 0.1)  # the step did change D
     np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-6)

@@ -1,15 +1,13 @@
 """JAX: one device against two (Keras's `DataParallel`), in processes of their
 own with two host devices (`--xla_force_host_platform_device_count=2`)."""
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from helpers import run_json_script
 
 pytestmark = [
     pytest.mark.backends,
@@ -47,27 +45,13 @@ _SCRIPT = textwrap.dedent(
 def test_two_devices_train_as_one(tmp_path):
     script = tmp_path / "devices.py"
     script.write_text(_SCRIPT)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     env = dict(
         os.environ,
         KERAS_BACKEND="jax",
         JAX_PLATFORMS="cpu",
         XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        PYTHONPATH=path,
-        TF_CPP_MIN_LOG_LEVEL="3",
     )
-    runs = {}
-    for devices in ("1", "2"):
-        done = subprocess.run(
-            [sys.executable, str(script), devices],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        runs[devices] = json.loads(done.stdout.strip().splitlines()[-1])
+    runs = {devices: run_json_script(script, devices, env) for devices in "12"}
     one, two = runs["1"], runs["2"]
     assert (one["devices"], two["devices"]) == (1, 2)  # replicated on both
     assert one["iterations"] == two["iterations"] == 8

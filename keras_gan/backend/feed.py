@@ -15,6 +15,7 @@ import weakref
 
 import keras
 import numpy as np
+from keras import ops
 
 from keras_gan.data import in_memory_source
 
@@ -31,8 +32,8 @@ class DeviceFeed:
     """`fit` fed from the device (mixed into a backend trainer).
 
     The trainer provides `_feed_applies()` (whether its loop can take index
-    batches now) and `_to_device(array)`, and reads `self._feed.arrays`
-    while `self._feed` is set (during such a `fit` only).
+    batches now) and, while `self._feed` is set (during such a `fit` only),
+    turns each index batch into data with `gather(self._feed.arrays, ...)`.
     """
 
     _feed = None  # the `IndexBatches` of the `fit` running now, if any
@@ -67,7 +68,7 @@ class DeviceFeed:
         if source not in _ON_DEVICE:
             labels = () if source.labels is None else (source.labels,)
             arrays = (source.images, *labels)
-            _ON_DEVICE[source] = tuple(self._to_device(a) for a in arrays)
+            _ON_DEVICE[source] = tuple(ops.convert_to_tensor(a) for a in arrays)
         return _ON_DEVICE[source]
 
 
@@ -103,3 +104,12 @@ class IndexBatches(keras.utils.PyDataset):
 # source -> its arrays on the device, for as long as the source lives: a
 # dataset trained on in several `fit` calls is copied once.
 _ON_DEVICE = weakref.WeakKeyDictionary()
+
+
+def gather(arrays, indices):
+    """What the tf.data pipeline computes from `indices`: a batch in [-1, 1]
+    (and its labels), from `arrays` on the device; traceable by `jax.jit`."""
+    images, *labels = (ops.take(array, indices, axis=0) for array in arrays)
+    if keras.backend.standardize_dtype(images.dtype) == "uint8":
+        images = ops.take(MODEL_RANGE, ops.cast(images, "int32"))
+    return images if not labels else (images, *labels)

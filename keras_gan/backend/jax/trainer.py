@@ -27,8 +27,8 @@ import numpy as np
 from keras import ops
 from keras.src.backend.common.stateless_scope import get_stateless_scope
 
-from keras_gan.backend.feed import MODEL_RANGE
 from keras_gan.backend.feed import DeviceFeed
+from keras_gan.backend.feed import gather
 from keras_gan.networks import has_convolutions
 
 # Steps per compiled call for networks without convolutions: the seed MLP at
@@ -53,9 +53,6 @@ class JAXGANTrainer(DeviceFeed):
         # Index batches are gathered by the compiled loop of
         # `make_train_function`.
         return self._compiled_loop()
-
-    def _to_device(self, array):
-        return jnp.asarray(array)
 
     def _compiled_loop(self):
         return (
@@ -90,7 +87,7 @@ class JAXGANTrainer(DeviceFeed):
             return jax.tree.map(lambda values: values[-1], logs), state
 
         def gathered(step):
-            return lambda state, arrays, indices: step(state, _gather(arrays, indices))
+            return lambda state, arrays, indices: step(state, gather(arrays, indices))
 
         single = jax.jit(self.train_step, donate_argnums=0)
         single_gathered = jax.jit(gathered(self.train_step), donate_argnums=0)
@@ -237,11 +234,3 @@ def _updates(child, parent, exclude=()):
         for key, value in child.state_mapping.items()
         if key not in skip and value is not parent.state_mapping.get(key)
     }
-
-
-def _gather(arrays, indices):
-    # What the tf.data pipeline computes: a batch in [-1, 1] (and its labels).
-    images, *labels = (jnp.take(array, indices, axis=0) for array in arrays)
-    if images.dtype == jnp.uint8:
-        images = jnp.take(jnp.asarray(MODEL_RANGE), images.astype(jnp.int32))
-    return images if not labels else (images, *labels)

@@ -11,8 +11,8 @@ recorded through the generator for images that are not differentiated.
 import keras
 import torch
 
-from keras_gan.backend.feed import MODEL_RANGE
 from keras_gan.backend.feed import DeviceFeed
+from keras_gan.backend.feed import gather
 
 
 class TorchGANTrainer(DeviceFeed):
@@ -25,9 +25,6 @@ class TorchGANTrainer(DeviceFeed):
     def _feed_applies(self):
         return keras.distribution.distribution() is None
 
-    def _to_device(self, array):
-        return keras.ops.convert_to_tensor(array)
-
     def make_train_function(self, force=False):
         """Keras's train function; fed from the device
         (`keras_gan.backend.feed`), it gathers each batch first."""
@@ -39,7 +36,7 @@ class TorchGANTrainer(DeviceFeed):
         def train_function(data):
             # data: [batch]; from the feed, batch is (indices,).
             if self._feed is not None:
-                data = [_gather(self._feed.arrays, data[0][0])]
+                data = [gather(self._feed.arrays, data[0][0])]
             return keras_function(data)
 
         self.train_function = train_function
@@ -77,13 +74,3 @@ def _detached(values):
     if isinstance(values, tuple):
         return tuple(_detached(value) for value in values)
     return values.detach() if isinstance(values, torch.Tensor) else values
-
-
-def _gather(arrays, indices):
-    # What the tf.data pipeline computes: a batch in [-1, 1] (and its labels).
-    indices = indices.to(device=arrays[0].device, dtype=torch.long)
-    images, *labels = (array[indices] for array in arrays)
-    if images.dtype == torch.uint8:
-        table = torch.as_tensor(MODEL_RANGE, device=images.device)
-        images = table[images.long()]
-    return images if not labels else (images, *labels)
