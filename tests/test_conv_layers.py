@@ -11,6 +11,14 @@ from keras_gan import layers as gan_layers
 
 pytestmark = pytest.mark.backends
 
+# TensorFlow 2.21's oneDNN Conv2DBackpropFilter corrupts the heap (the process
+# aborts, or fails later) when the stride exceeds the kernel: a TensorFlow bug,
+# not Keras's or ours. The case is here for PyTorch's fallback to Keras.
+_STRIDE_OVER_KERNEL_ON_TF = pytest.mark.skipif(
+    keras.config.backend() == "tensorflow",
+    reason="TensorFlow's oneDNN filter gradient corrupts memory when stride > kernel",
+)
+
 # (layer, input side, kernel, stride, padding): the architectures' shapes, and
 # ones the PyTorch path leaves to Keras (odd total padding, stride > kernel).
 CASES = [
@@ -22,7 +30,7 @@ CASES = [
     ("Conv2DTranspose", 7, 4, 2, "same"),
     ("Conv2DTranspose", 5, 3, 1, "same"),
     ("Conv2DTranspose", 5, 3, 2, "same"),
-    ("Conv2DTranspose", 5, 1, 2, "valid"),
+    pytest.param("Conv2DTranspose", 5, 1, 2, "valid", marks=_STRIDE_OVER_KERNEL_ON_TF),
 ]
 
 
