@@ -54,22 +54,42 @@ def _load_tensorflow():
     warnings.formatwarning = lambda message, *args, **kwargs: f"Warning: {message}\n"
 
 
+class _Failure(click.ClickException):
+    """`Error: <one line>` with the exit code of its class of failure."""
+
+    def __init__(self, message, exit_code):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _one_line_errors(command):
-    """Turns bad input into `Error: <one line>` and exit code 1, no traceback."""
+    """Turns each class of failure into `Error: <one line>` and its exit code
+    (see README, Reliability), without a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         _load_tensorflow()
-        from keras_gan.callbacks import TrainingDivergedError
-        from keras_gan.errors import InputError
+        from keras_gan import errors
 
         try:
             return command(*args, **kwargs)
-        except (InputError, TrainingDivergedError) as error:
-            raise click.ClickException(str(error)) from None
+        except (
+            errors.InputError,
+            errors.TrainingDivergedError,
+            errors.RunLockedError,
+            errors.Preempted,
+        ) as error:
+            raise _Failure(str(error), error.exit_code) from None
+        except OSError as error:  # disk full, file too large, no permission
+            where = f" {error.filename}" if error.filename else ""
+            raise _Failure(
+                f"I/O error{where}: {error.strerror or error}; earlier checkpoints "
+                f"and exports are kept (free space, then --resume).",
+                errors.IO_ERROR_EXIT_CODE,
+            ) from None
         except KeyboardInterrupt:
-            raise click.ClickException(
-                "Interrupted; the last completed epoch is kept for --resume."
+            raise _Failure(
+                "Interrupted; the last checkpoint is kept for --resume.", 130
             ) from None
 
     return wrapper
@@ -219,8 +239,8 @@ def cli(backend):
     "--seed",
     type=int,
     default=None,
-    help="Seed of the data order, the training noise, the sample grids' latents "
-    "and evaluation's samples (not yet of the initial weights).  [default: 0]",
+    help="Seed of the initial weights, the data order, the training noise, the "
+    "sample grids' latents and evaluation's samples.  [default: 0]",
 )
 @click.option(
     "--steps-per-execution",
@@ -242,7 +262,30 @@ def cli(backend):
     "dataset's name]",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue runs/<name> from its last epoch."
+    "--resume",
+    is_flag=True,
+    help="Continue runs/<name> from its newest usable checkpoint, at its step.",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Discard runs/<name>'s checkpoints and train it again from step 0 with "
+    "its stored settings.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also checkpoint every N steps.  [default: each epoch's end, every 10 "
+    "minutes, and on SIGTERM/SIGINT]",
+)
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Newest checkpoints kept on disk (an older one is used if the newest "
+    "is damaged).",
 )
 @click.option(
     "--sample-every",
@@ -323,6 +366,9 @@ def train(name, **flags):
         steps_per_execution=flags["steps_per_execution"] or "auto",
         jit_compile="auto" if flags["jit"] is None else flags["jit"],
         resume=flags["resume"],
+        restart=flags["restart"],
+        checkpoint_every=flags["checkpoint_every"],
+        keep_checkpoints=flags["keep_checkpoints"],
         runs_dir=flags["runs_dir"],
         export_dir=flags["export_dir"],
         sample_every=flags["sample_every"],
@@ -333,10 +379,10 @@ def train(name, **flags):
     )
     trained = result.epochs_done - result.first_epoch
     what = f"{trained} epoch" + ("s" if trained != 1 else "")
-    if result.first_epoch:  # resumed: which of the run's epochs this was
+    if result.first_step:  # resumed: which of the run's epochs this was
         first, last = result.first_epoch + 1, result.epochs_done
         span = f"epoch {last}" if first == last else f"epochs {first}-{last}"
-        what += f" ({span} of the run)"
+        what += f" ({span} of the run, from step {result.first_step})"
     click.echo(f"Trained {what} in {result.seconds:.1f} s.")
     click.echo(f"Run folder: {result.run_dir} (samples/, log.csv, tensorboard/)")
     if result.evaluations:

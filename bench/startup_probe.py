@@ -50,7 +50,12 @@ def main(argv):
     def fit(self, *args, callbacks=None, **kwargs):
         marks["fit_called"] = time.time()
         marks["steps_per_call"] = int(self.steps_per_execution)
-        callbacks = [CallMarks(), *(callbacks or [])]
+        if isinstance(callbacks, keras.callbacks.CallbackList):  # the CLI's
+            marker = CallMarks()
+            marker.set_model(self)
+            callbacks.callbacks.insert(0, marker)
+        else:
+            callbacks = [CallMarks(), *(callbacks or [])]
         return original_fit(self, *args, callbacks=callbacks, **kwargs)
 
     keras.Model.fit = fit

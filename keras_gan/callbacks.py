@@ -12,14 +12,11 @@ from keras_gan import export
 from keras_gan import images
 from keras_gan import noise
 from keras_gan.errors import InputError
+from keras_gan.errors import TrainingDivergedError
 from keras_gan.evaluation import SCALARS
 from keras_gan.evaluation import collapse_warning
 from keras_gan.files import atomic_write
 from keras_gan.files import make_dirs
-
-
-class TrainingDivergedError(RuntimeError):
-    """Training produced NaN or infinite losses."""
 
 
 def _check_gan(model, callback):
@@ -198,13 +195,18 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
         super().__init__()
         self.monitor = tuple(monitor)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
     def on_train_batch_end(self, batch, logs=None):
         for name in self.monitor:
             value = (logs or {}).get(name)
             if value is not None and not math.isfinite(float(value)):
+                epoch = getattr(self, "_epoch", 0) + 1
                 raise TrainingDivergedError(
-                    f"Training diverged: {name} is {float(value)} at batch {batch}; "
-                    f"try a lower learning rate. Nothing was saved for this epoch."
+                    f"Training diverged: {name} is {float(value)} at epoch "
+                    f"{epoch}, batch {batch + 1}; nothing of this step was saved "
+                    f"(the last good checkpoint is kept). Try a lower learning rate."
                 )
 
     def get_config(self):

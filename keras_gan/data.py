@@ -194,7 +194,7 @@ def dataset_from_arrays(
     columns = [tf.constant(images)]
     if labels is not None:
         columns.append(tf.constant(labels))
-    orders = _epoch_orders(num_images, batch_size, shuffle, seed)
+    orders, passes = _epoch_orders(num_images, batch_size, shuffle, seed)
     num_batches = num_images // batch_size
     indices = orders.flat_map(tf.data.Dataset.from_tensor_slices)
     # flat_map hides the length; Keras needs it to end an epoch without an
@@ -214,7 +214,7 @@ def dataset_from_arrays(
     options = tf.data.Options()
     options.autotune.enabled = False
     dataset = dataset.with_options(options)
-    setattr(dataset, _SOURCE_ATTRIBUTE, InMemorySource(images, labels, orders))
+    setattr(dataset, _SOURCE_ATTRIBUTE, InMemorySource(images, labels, orders, passes))
     return dataset
 
 
@@ -232,15 +232,26 @@ class InMemorySource:
     have given.
     """
 
-    def __init__(self, images, labels, orders):
+    def __init__(self, images, labels, orders, passes):
         self.images = images  # (N, H, W, C): uint8 in [0, 255] or float32
         self.labels = labels  # (N,) int32, or None
         self._orders = orders
+        self._passes = passes
         self.num_batches, self.batch_size = (int(n) for n in orders.element_spec.shape)
 
     def next_order(self) -> np.ndarray:
         """The next pass's `(num_batches, batch_size)` int32 image indices."""
         return next(iter(self._orders)).numpy().astype(np.int32)
+
+    @property
+    def passes(self) -> int:
+        """Passes drawn so far (by iterating the pipeline or `next_order`)."""
+        return int(self._passes.numpy())
+
+    def seek(self, pass_index: int) -> None:
+        """Makes the next pass the pipeline's `pass_index`-th (from 0): a run
+        resumed at epoch `e` seeks `e` and gets the order it would have had."""
+        self._passes.assign(int(pass_index))
 
 
 def in_memory_source(dataset) -> InMemorySource | None:
@@ -252,28 +263,38 @@ def in_memory_source(dataset) -> InMemorySource | None:
 def _epoch_orders(num_images, batch_size, shuffle, seed):
     """One element per pass over the data: that pass's `(num_batches,
     batch_size)` image indices, the last partial batch dropped (a fixed batch
-    shape lets XLA compile the train step once).
+    shape lets XLA compile the train step once), and the pass counter.
 
     Shuffling draws one permutation per pass, a single op, rather than passing
     every index through `Dataset.shuffle`, whose per-element cost (~0.9 us)
-    competed with a fast XLA step for the CPU. `rerandomize_each_iteration`
-    gives every pass over the dataset (every epoch, and every `repeat()`) its
-    own permutation, reproducible from `seed`.
+    competed with a fast XLA step for the CPU. Pass `p` (every epoch, and
+    every `repeat()`, is a pass) is shuffled by the stateless seed `(seed, p)`,
+    and the counter `p` is a variable: a resumed run sets it to its epoch and
+    sees the order the interrupted run would have seen (`InMemorySource.seek`).
     """
     num_batches = num_images // batch_size
     used = num_batches * batch_size
+    passes = tf.Variable(0, dtype=tf.int64, trainable=False, name="passes")
     if not shuffle:
         order = tf.reshape(tf.range(used, dtype=tf.int64), (num_batches, batch_size))
-        return tf.data.Dataset.from_tensors(order)
 
-    def permutation(epoch_seed):
+        def fixed(_):
+            with tf.control_dependencies([passes.assign_add(1)]):
+                return tf.identity(order)
+
+        return tf.data.Dataset.from_tensors(0).map(fixed), passes
+    if seed is None:  # an order of its own, still addressable by pass
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+    base = tf.constant(int(seed) % 2**63, dtype=tf.int64)
+
+    def permutation(_):
+        pass_index = passes.assign_add(1) - 1
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(num_images, dtype=tf.int64), seed=tf.stack([epoch_seed, 0])
+            tf.range(num_images, dtype=tf.int64), seed=tf.stack([base, pass_index])
         )
         return tf.reshape(order[:used], (num_batches, batch_size))
 
-    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return epoch_seeds.take(1).map(permutation)
+    return tf.data.Dataset.from_tensors(0).map(permutation), passes
 
 
 def image_shape(dataset: tf.data.Dataset) -> tuple[int, int, int]:

@@ -1,9 +1,40 @@
-"""The one exception type for bad input from users."""
+"""keras_gan's exceptions, each with the exit code the command line gives it.
+
+Every message is one line that names the problem, what was received and what
+was expected, so the command line prints it without a traceback.
+"""
 
 
 class InputError(ValueError):
-    """Bad input from a user: data, arguments or files.
+    """Bad input from a user: data, arguments or files."""
 
-    Its message is one line that names the problem, what was received and what
-    was expected, so the command line can print it without a traceback.
-    """
+    exit_code = 1
+
+
+class NoCheckpointError(InputError):
+    """A run saved checkpoints and none of them is usable now."""
+
+    exit_code = 3
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced NaN or infinite losses or weights."""
+
+    exit_code = 4
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing the run."""
+
+    exit_code = 7
+
+
+class Preempted(RuntimeError):
+    """Training stopped on a signal after checkpointing the current step."""
+
+    exit_code = 75  # EX_TEMPFAIL: run again (with --resume)
+
+
+# Exit code of an error while writing outputs (disk full, file too large,
+# no permission): printed as one line naming the path.
+IO_ERROR_EXIT_CODE = 5

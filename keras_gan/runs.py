@@ -1,24 +1,34 @@
 """A training run on disk: its folder, its settings, its callbacks, its resume.
 
-`runs/<name>/` holds `config.json` (the settings), `checkpoint/` (weights,
-both optimizers and the noise state after each epoch, for `resume`),
-`samples/` (grids and GIF), `log.csv`, `tensorboard/` and, at the end,
-`gan.keras`. The generator is exported to `saved_models/<name>/<version>/`.
+`runs/<name>/` holds `config.json` (the settings), `checkpoint/` (the
+newest verified checkpoints: weights, both optimizers, the noise state and
+the step, see `keras_gan.checkpoints`), `samples/` (grids and GIF),
+`log.csv`, `tensorboard/`, `.lock` (held by the process that trains it) and,
+at the end, `gan.keras` and `summary.json`. The generator is exported to
+`saved_models/<name>/<version>/`.
 """
 
+import contextlib
+import csv
 import dataclasses
+import fcntl
 import json
 import os
 import re
+import signal
+import threading
 import time
+import warnings
 
 import keras
 
 from keras_gan import callbacks as gan_callbacks
+from keras_gan import checkpoints
 from keras_gan import data
 from keras_gan import files
 from keras_gan import networks
 from keras_gan.errors import InputError
+from keras_gan.errors import RunLockedError
 from keras_gan.evaluation import Evaluator
 from keras_gan.models import GAN
 from keras_gan.models import TRAINING_DEFAULTS
@@ -62,7 +72,8 @@ class RunResult:
     history: dict
     seconds: float
     epochs_done: int  # the run's total, earlier invocations' epochs included
-    first_epoch: int = 0  # epochs done before this invocation (0 unless resumed)
+    first_epoch: int = 0  # epochs completed before this invocation
+    first_step: int = 0  # steps done before this invocation (0 unless resumed)
     evaluations: list = dataclasses.field(default_factory=list)
 
 
@@ -88,18 +99,107 @@ def _positive(settings, keys):
             raise InputError(f"{key} must be positive; received {value}.")
 
 
-def _completed_epochs(checkpoint_dir) -> int:
-    path = os.path.join(checkpoint_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def _holding(run_dir):
+    """Holds `run_dir` for this process: a second writer is refused at once.
+
+    The lock is `fcntl.flock` on `run_dir/.lock`, which the kernel releases
+    when the process ends in any way (SIGKILL included). Folders this call
+    created are removed again if nothing but the lock was written into them.
+    """
+    created = []  # the folders made here, deepest first
+    folder = os.path.abspath(run_dir)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    files.make_dirs(run_dir)
+    path = os.path.join(run_dir, LOCK_FILE)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with open(path) as file:
-            return int(json.load(file)["epoch"])
-    except (ValueError, KeyError, OSError) as error:
-        raise InputError(
-            f"Checkpoint metadata {path} is unreadable ({error}); expected the "
-            f"JSON written by keras.callbacks.BackupAndRestore."
-        ) from error
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(handle, 32).decode(errors="replace").strip() or "?"
+        os.close(handle)
+        raise RunLockedError(
+            f"{run_dir} is being trained by process {holder}; wait for it to "
+            f"end, or choose another --name."
+        ) from None
+    os.ftruncate(handle, 0)
+    os.write(handle, f"{os.getpid()}\n".encode())
+    try:
+        yield
+    except BaseException:
+        if created and os.listdir(run_dir) == [LOCK_FILE]:
+            os.remove(path)
+            for folder in created:
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    os.rmdir(folder)
+        raise
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def _checkpoint_on_signals(checkpoint):
+    """SIGTERM and SIGINT make `checkpoint` save the current step and stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {
+        number: signal.signal(number, checkpoint.request_stop)
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class _OneRun(keras.callbacks.CallbackList):
+    """The callbacks of a run that `fit` trains in more than one call (the
+    rest of an interrupted epoch, then whole epochs): they see one
+    `on_train_begin` and, from `end()`, one `on_train_end`."""
+
+    _begun = False
+    _end_logs = None
+
+    def on_train_begin(self, logs=None):
+        if not self._begun:
+            self._begun = True
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        self._end_logs = logs
+
+    def end(self):
+        super().on_train_end(self._end_logs)
+
+
+def _truncate_log(path, epochs) -> None:
+    """Keeps the rows of the first `epochs` epochs of a CSV log (a resumed
+    run writes the rest again)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as file:
+        rows = list(csv.reader(file))
+    if not rows or "epoch" not in rows[0]:
+        return
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [
+        row for row in rows[1:] if row[column].isdigit() and int(row[column]) < epochs
+    ]
+    if len(kept) == len(rows):
+        return
+
+    def write(staging):
+        with open(staging, "w", newline="") as file:
+            csv.writer(file).writerows(kept)
+
+    files.atomic_write(path, write)
 
 
 def resolve_settings(run_dir, resume: bool, given: dict) -> dict:
@@ -116,7 +216,7 @@ def resolve_settings(run_dir, resume: bool, given: dict) -> dict:
     given = {key: value for key, value in given.items() if value is not None}
     config_path = os.path.join(run_dir, "config.json")
     if not resume:
-        if os.path.exists(run_dir) and os.listdir(run_dir):
+        if os.path.exists(run_dir) and set(os.listdir(run_dir)) - {LOCK_FILE}:
             raise InputError(
                 f"{run_dir} already holds a run; pass --resume to continue it "
                 f"or choose another --name."
@@ -181,6 +281,10 @@ def train(
     evaluate_every: int | None = None,
     evaluate_samples: int | None = None,
     keep_best: bool = False,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float | None = 600,
+    keep_checkpoints: int = 2,
+    restart: bool = False,
     verbose="auto",
 ) -> RunResult:
     """Runs (or resumes) a whole training job: data, model, callbacks, export.
@@ -209,7 +313,8 @@ def train(
         steps_per_execution: training steps per compiled call; `"auto"` as in
             `GAN.compile`.
         jit_compile: compile the step with XLA; `"auto"` as in `GAN.compile`.
-        resume: continue `runs_dir/<name>` from its last epoch.
+        resume: continue `runs_dir/<name>` from its newest usable checkpoint,
+            at the step it was written (mid-epoch too).
         runs_dir: parent folder of runs.
         export_dir: parent folder of exported generators.
         sample_every: write a sample grid every this many epochs.
@@ -220,6 +325,14 @@ def train(
             `min(10_000, half the dataset)`.
         keep_best: export a version only when the evaluated Frechet distance
             is the best so far (needs `evaluate_every`), instead of at the end.
+        checkpoint_every: also checkpoint every this many steps (at the end
+            of the compiled call that reaches it); `None`: at each epoch's end,
+            on SIGTERM / SIGINT and every `checkpoint_seconds`.
+        checkpoint_seconds: also checkpoint when this long has passed since
+            the last checkpoint; `None` for never.
+        keep_checkpoints: how many of the newest checkpoints stay on disk.
+        restart: with `resume`, discard the run's checkpoints and train it
+            again from step 0 with its stored settings.
         verbose: passed to `fit` (`"auto"` shows Keras's progress bar).
 
     Returns:
@@ -246,51 +359,239 @@ def train(
         "ema": ema,
         "mixed_precision": mixed_precision,
     }
-    settings = resolve_settings(run_dir, resume, given)
-    if settings["mixed_precision"] not in (None, *MIXED_PRECISION):
-        raise InputError(
-            f"Unknown mixed precision policy {settings['mixed_precision']!r}; "
-            f"expected one of: {', '.join(MIXED_PRECISION)}."
-        )
-    _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
     schedule = {
         "epochs": epochs,
         "sample_every": sample_every,
         "export_every": export_every,
         "evaluate_every": evaluate_every,
         "evaluate_samples": evaluate_samples,
+        "checkpoint_every": checkpoint_every,
+        "checkpoint_seconds": checkpoint_seconds,
+        "keep_checkpoints": keep_checkpoints,
     }
     if steps_per_execution != "auto":
         schedule["steps_per_execution"] = steps_per_execution
     _positive(schedule, tuple(schedule))
-    checkpoint_dir = os.path.join(run_dir, "checkpoint")
     if keep_best and not evaluate_every:
         raise InputError("--keep-best needs --evaluate-every N; received none.")
-    done = _completed_epochs(checkpoint_dir) if resume else 0
-    if done >= epochs:
-        raise InputError(
-            f"{run_dir} has already trained {done} epochs; pass --epochs larger "
-            f"than {done} to continue it."
-        )
+    resume = resume or restart
+    with _holding(run_dir):
+        settings = resolve_settings(run_dir, resume, given)
+        if settings["mixed_precision"] not in (None, *MIXED_PRECISION):
+            raise InputError(
+                f"Unknown mixed precision policy {settings['mixed_precision']!r}; "
+                f"expected one of: {', '.join(MIXED_PRECISION)}."
+            )
+        _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
 
-    # Everything that can fail on bad input fails before anything is written.
-    dataset_ = data.make_dataset(
-        settings["dataset"],
-        data_dir=settings["data_dir"],
-        batch_size=settings["batch_size"],
-        seed=settings["seed"],
-        with_labels=settings["conditional"],
+        # Everything that can fail on bad input fails before anything is written.
+        dataset_ = data.make_dataset(
+            settings["dataset"],
+            data_dir=settings["data_dir"],
+            batch_size=settings["batch_size"],
+            seed=settings["seed"],
+            with_labels=settings["conditional"],
+        )
+        steps_per_epoch = int(dataset_.cardinality())
+        if steps_per_epoch < 1:
+            raise InputError(
+                f"The dataset's number of batches is unknown ({steps_per_epoch}); "
+                f"expected a pipeline of known length."
+            )
+        gan, jit_compile, steps_per_execution = _compiled_gan(
+            settings, dataset_, steps_per_epoch, jit_compile, steps_per_execution
+        )
+        manager = checkpoints.CheckpointManager(
+            os.path.join(run_dir, "checkpoint"), keep=keep_checkpoints
+        )
+        manager.remove_staging()  # of a process that died saving (we hold the run)
+        if restart:
+            manager.discard()
+        meta = manager.restore(gan) if resume else None
+        step = 0
+        if meta is not None:
+            step = int(meta["step"])
+            if int(meta["steps_per_epoch"]) != steps_per_epoch:
+                raise InputError(
+                    f"The run's data changed: its checkpoint has "
+                    f"{meta['steps_per_epoch']} batches per epoch, the data now "
+                    f"{steps_per_epoch}; expected the data it was started on."
+                )
+        total = epochs * steps_per_epoch
+        finishing = step >= total
+        if finishing and (step > total or _finished(run_dir, epochs)):
+            done = step // steps_per_epoch
+            raise InputError(
+                f"{run_dir} has already trained {done} epochs; pass --epochs "
+                f"larger than {done} to continue it."
+            )
+        evaluator = None
+        if evaluate_every:
+            evaluator = Evaluator.for_dataset(
+                settings["dataset"],
+                settings["data_dir"],
+                num_samples=evaluate_samples,
+                seed=settings["seed"],
+            )
+        files.make_dirs(os.path.join(export_dir, name))
+        if not resume:
+            files.atomic_write(
+                os.path.join(run_dir, "config.json"),
+                lambda path: _write_json(path, settings),
+            )
+        log_path = os.path.join(run_dir, "log.csv")
+        _truncate_log(log_path, step // steps_per_epoch)
+
+        checkpoint = checkpoints.RunCheckpoint(
+            manager,
+            steps_per_epoch,
+            every_n_steps=checkpoint_every,
+            every_seconds=checkpoint_seconds,
+        )
+        callbacks = [
+            # First, so that a diverged batch raises before anything is saved.
+            gan_callbacks.TerminateOnNonFinite()
+        ]
+        if evaluator is not None:
+            # Before the loggers, so that they record its metrics.
+            evaluate = gan_callbacks.Evaluate(
+                evaluator,
+                every_n_epochs=evaluate_every,
+                export_dir=os.path.join(export_dir, name) if keep_best else None,
+            )
+            callbacks.append(evaluate)
+        exporter = gan_callbacks.GeneratorExporter(
+            os.path.join(export_dir, name), every_n_epochs=export_every
+        )
+        callbacks += [
+            _CSVLogger(log_path, append=True),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+            gan_callbacks.SampleGrid(
+                os.path.join(run_dir, "samples"),
+                every_n_epochs=sample_every,
+                seed=settings["seed"],
+            ),
+        ]
+        if not keep_best:
+            callbacks.append(exporter)
+        # Last: an epoch's grid, log row and export come before the checkpoint
+        # that marks the epoch done.
+        callbacks.append(checkpoint)
+        callbacks = _OneRun(
+            callbacks,
+            add_history=True,
+            add_progbar=verbose != 0,
+            verbose=verbose,
+            epochs=epochs,
+            steps=steps_per_epoch,
+            model=gan,
+        )
+        start = time.perf_counter()
+        with _checkpoint_on_signals(checkpoint):
+            if finishing:  # trained to the end, stopped before its export
+                callbacks.on_train_begin()
+                if not keep_best:
+                    exporter.on_epoch_end(epochs - 1)
+            for pipeline, first, last, offset in _segments(
+                dataset_, step, steps_per_epoch, epochs
+            ):
+                checkpoint.batch_offset = offset
+                steps = steps_per_epoch - offset  # the progress bar's length
+                callbacks.set_params(
+                    {"verbose": verbose, "epochs": epochs, "steps": steps}
+                )
+                gan.fit(
+                    pipeline,
+                    initial_epoch=first,
+                    epochs=last,
+                    callbacks=callbacks,
+                    verbose=verbose,
+                )
+            callbacks.end()
+        seconds = time.perf_counter() - start
+        files.atomic_write(os.path.join(run_dir, "gan.keras"), gan.save)
+        # This invocation's timing, for benchmarks and tables.
+        summary = {
+            "epochs": epochs,
+            "first_epoch": step // steps_per_epoch,
+            "first_step": step,
+            "steps": epochs * steps_per_epoch,
+            "train_seconds": seconds,
+            "checkpoint_seconds": checkpoint.writing_seconds,
+            "checkpoints_written": checkpoint.written,
+        }
+        files.atomic_write(
+            os.path.join(run_dir, "summary.json"),
+            lambda path: _write_json(path, summary),
+        )
+    history = [
+        c for c in callbacks.callbacks if isinstance(c, keras.callbacks.History)
+    ][0]
+    exports = evaluate.best_exports if keep_best else exporter.exported
+    return RunResult(
+        run_dir=run_dir,
+        export_path=exports[-1] if exports else None,
+        history=history.history,
+        seconds=seconds,
+        epochs_done=epochs,
+        first_epoch=step // steps_per_epoch,
+        first_step=step,
+        evaluations=evaluate.results if evaluator is not None else [],
     )
+
+
+def _finished(run_dir, epochs) -> bool:
+    """Whether the run's last invocation completed `epochs` and its outputs."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as file:
+            return int(json.load(file)["epochs"]) == epochs
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _segments(dataset, step, steps_per_epoch, epochs):
+    """The `fit` calls that train a run from global `step` to the end: the rest
+    of an interrupted epoch (its first batches skipped), then whole epochs.
+
+    Yields `(pipeline, first epoch, end epoch, batches skipped)`. An in-memory
+    pipeline is set to the pass (epoch) each call starts at, so every epoch
+    sees the order it has in an uninterrupted run.
+    """
+    epoch, batch = divmod(step, steps_per_epoch)
+    source = data.in_memory_source(dataset)
+    if batch:
+        if source is not None:
+            source.seek(epoch)
+        else:
+            warnings.warn(
+                "The dataset is streamed: the rest of the interrupted epoch is "
+                "drawn in a new order (step-exact order needs in-memory data).",
+                stacklevel=3,
+            )
+        yield dataset.skip(batch), epoch, epoch + 1, batch
+        epoch += 1
+    if epoch < epochs:
+        if source is not None:
+            source.seek(epoch)
+        yield dataset, epoch, epochs, 0
+
+
+def _compiled_gan(settings, dataset, steps_per_epoch, jit_compile, steps_per_execution):
+    """The run's GAN, built from its settings (initial weights from its seed)
+    and compiled; returns it with the resolved `jit_compile` and
+    `steps_per_execution`."""
     num_classes = None
     if settings["conditional"]:
         num_classes = data.num_classes(settings["dataset"], settings["data_dir"])
     policy = keras.config.dtype_policy()
     try:  # the networks' layers take the global policy when they are built
         keras.config.set_dtype_policy(settings["mixed_precision"] or "float32")
+        # The initial weights are drawn from Keras's global seed.
+        keras.utils.set_random_seed(settings["seed"])
         generator, discriminator = networks.build(
             settings["architecture"],
             settings["latent_dim"],
-            data.image_shape(dataset_),
+            data.image_shape(dataset),
             num_classes=num_classes,
         )
         gan = GAN(
@@ -307,10 +608,8 @@ def train(
         jit_compile = gan.auto_jit_compile()
     if steps_per_execution == "auto":
         steps_per_execution = gan.auto_steps_per_execution(jit_compile)
-    steps_per_epoch = int(dataset_.cardinality())
-    if steps_per_epoch > 0:
-        # More would not run anyway, and would confuse the progress bar.
-        steps_per_execution = min(steps_per_execution, steps_per_epoch)
+    # More would not run anyway, and would confuse the progress bar.
+    steps_per_execution = min(steps_per_execution, steps_per_epoch)
     gan.compile(
         d_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
@@ -319,64 +618,4 @@ def train(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
-    evaluator = None
-    if evaluate_every:
-        evaluator = Evaluator.for_dataset(
-            settings["dataset"],
-            settings["data_dir"],
-            num_samples=evaluate_samples,
-            seed=settings["seed"],
-        )
-    for folder in (run_dir, os.path.join(export_dir, name)):
-        files.make_dirs(folder)
-    if not resume:
-        with open(os.path.join(run_dir, "config.json"), "w") as file:
-            json.dump(settings, file, indent=2)
-
-    callbacks = [
-        # First, so that a diverged batch raises before anything is saved.
-        gan_callbacks.TerminateOnNonFinite(),
-        keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=False),
-    ]
-    if evaluator is not None:
-        # Before the loggers, so that they record its metrics.
-        evaluate = gan_callbacks.Evaluate(
-            evaluator,
-            every_n_epochs=evaluate_every,
-            export_dir=os.path.join(export_dir, name) if keep_best else None,
-        )
-        callbacks.append(evaluate)
-    exporter = gan_callbacks.GeneratorExporter(
-        os.path.join(export_dir, name), every_n_epochs=export_every
-    )
-    callbacks += [
-        _CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
-        gan_callbacks.SampleGrid(
-            os.path.join(run_dir, "samples"),
-            every_n_epochs=sample_every,
-            seed=settings["seed"],
-        ),
-    ]
-    if not keep_best:
-        callbacks.append(exporter)
-    start = time.perf_counter()
-    history = gan.fit(dataset_, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    seconds = time.perf_counter() - start
-    files.atomic_write(os.path.join(run_dir, "gan.keras"), gan.save)
-    # This invocation's timing, for benchmarks and tables.
-    summary = {"epochs": epochs, "first_epoch": done, "train_seconds": seconds}
-    files.atomic_write(
-        os.path.join(run_dir, "summary.json"),
-        lambda path: _write_json(path, summary),
-    )
-    exports = evaluate.best_exports if keep_best else exporter.exported
-    return RunResult(
-        run_dir=run_dir,
-        export_path=exports[-1] if exports else None,
-        history=history.history,
-        seconds=seconds,
-        epochs_done=epochs,
-        first_epoch=done,
-        evaluations=evaluate.results if evaluator is not None else [],
-    )
+    return gan, jit_compile, steps_per_execution

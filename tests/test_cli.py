@@ -41,7 +41,12 @@ def test_train_writes_the_whole_run(finished_run):
     samples = sorted(os.listdir(run / "samples"))
     assert samples == ["epoch_0001.png", "epoch_0002.png", "samples.gif"]
     assert os.listdir(run / "tensorboard" / "train")
-    assert (run / "checkpoint" / "training_metadata.json").is_file()
+    # Digits at batch 64: 28 steps per epoch; the epochs' ends are checkpoints.
+    assert sorted(os.listdir(run / "checkpoint")) == [
+        "latest",
+        "step-000000028",
+        "step-000000056",
+    ]
     with open(run / "log.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 2 and {"d_loss", "g_loss", "d_real", "d_fake"} <= set(rows[0])
@@ -89,7 +94,7 @@ def test_resume_continues_and_keeps_earlier_outputs(tmp_path):
     resumed = train(tmp_path, "--name", "r", "--resume", "--epochs", "3")
     assert resumed.exit_code == 0, resumed.output
     assert "Epoch 3/3" in resumed.output and "Epoch 1/3" not in resumed.output
-    assert "Trained 1 epoch (epoch 3 of the run) in" in resumed.output
+    assert "Trained 1 epoch (epoch 3 of the run, from step 56) in" in resumed.output
     with open(run / "log.csv") as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1", "2"]
     assert (run / "samples" / "epoch_0003.png").exists()

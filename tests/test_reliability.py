@@ -1,0 +1,324 @@
+"""Runs that survive kills: real `python cli.py train` processes, killed and
+resumed, end with the uninterrupted run's weights to the bit."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error
+from cli_helpers import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Digits at batch 64: 28 steps per epoch. One step per compiled call and a
+# checkpoint after every step: most of the run's time is spent in checkpoint
+# writes, so random kills often land inside one.
+EPOCHS = 12
+STEPS = EPOCHS * 28
+FLAGS = [
+    "--dataset", "digits", "--latent-dim", "8", "--epochs", str(EPOCHS),
+    "--steps-per-execution", "1", "--checkpoint-every", "1", "--sample-every", "4",
+]  # fmt: skip
+
+
+def _command(tmp_path, name, *extra):
+    return [
+        sys.executable, os.path.join(ROOT, "cli.py"), "train", "--name", name,
+        "--runs-dir", str(tmp_path / "runs"),
+        "--export-dir", str(tmp_path / "saved_models"), *FLAGS, *extra,
+    ]  # fmt: skip
+
+
+def _start(tmp_path, name, *extra):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.Popen(
+        _command(tmp_path, name, *extra),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run(tmp_path, name, *extra):
+    process = _start(tmp_path, name, *extra)
+    out, err = process.communicate(timeout=600)
+    return process.returncode, out + err
+
+
+def _weights(path):
+    arrays = {}
+
+    def read(key, item):
+        if isinstance(item, h5py.Dataset):
+            arrays[key] = item[()]
+
+    with h5py.File(path) as file:
+        file.visititems(read)
+    return arrays
+
+
+def _final_state(tmp_path, name):
+    folder = tmp_path / "runs" / name / "checkpoint" / f"step-{STEPS:09d}"
+    meta = json.loads((folder / "meta.json").read_text())
+    return meta, _weights(folder / "state.weights.h5")
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _latest(tmp_path, name):
+    path = tmp_path / "runs" / name / "checkpoint" / "latest"
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run's final checkpoint."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    code, output = _run(tmp_path, "ref")
+    assert code == 0, output[-2000:]
+    meta, weights = _final_state(tmp_path, "ref")
+    assert meta["step"] == STEPS
+    return weights
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
+    tmp_path, reference
+):
+    rng = random.Random(0)
+    kills, inside_writes = 0, 0
+    for _ in range(60):  # kills until 20 landed mid-training (at most 60 starts)
+        started = (tmp_path / "runs" / "k" / "config.json").exists()
+        flags = ["--resume"] if started else []
+        before = _latest(tmp_path, "k")
+        process = _start(tmp_path, "k", *flags)
+        # Wait for this process's first checkpoint, then kill it at a random
+        # moment among its next steps and writes.
+        deadline = time.monotonic() + 120
+        while _latest(tmp_path, "k") == before and process.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        if process.poll() is not None:
+            break  # finished before it could be killed
+        time.sleep(rng.uniform(0, 0.4))
+        staging = [
+            n
+            for n in os.listdir(tmp_path / "runs" / "k" / "checkpoint")
+            if n.startswith(".staging-")
+        ]
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        if process.returncode != -signal.SIGKILL:
+            break  # it ended on its own just before the kill
+        kills += 1
+        inside_writes += bool(staging)
+        if kills == 20:
+            break
+    assert kills == 20
+    code, output = _run(tmp_path, "k", "--resume")
+    assert code == 0, output[-2000:]
+    meta, weights = _final_state(tmp_path, "k")
+    # Exactly epochs x steps_per_epoch steps applied, by the optimizers' own
+    # counters, and the weights of the run that was never killed.
+    assert meta["step"] == STEPS
+    assert weights["d_optimizer/vars/0"] == STEPS
+    assert weights["g_optimizer/vars/0"] == STEPS
+    _assert_same_weights(weights, reference)
+    print(f"\n20 SIGKILLs survived ({inside_writes} during a checkpoint write)")
+    # The kills leave no staging folder behind once a run resumed.
+    assert not [
+        n
+        for n in os.listdir(tmp_path / "runs" / "k" / "checkpoint")
+        if n.startswith(".")
+    ]
+
+
+def test_sigterm_checkpoints_the_current_step_and_resume_continues(tmp_path, reference):
+    process = _start(tmp_path, "t")
+    while _latest(tmp_path, "t") is None and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    stopped_in = time.monotonic() - sent
+    assert process.returncode == 75, out + err
+    errors = [line for line in (out + err).splitlines() if "Error" in line]
+    assert len(errors) == 1 and "Stopped by SIGTERM at step" in errors[0], errors
+    assert "Traceback" not in out + err
+    assert stopped_in < 5
+    step = int(errors[0].split("at step ")[1].split()[0])
+    folder = tmp_path / "runs" / "t" / "checkpoint" / f"step-{step:09d}"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["step"] == step and 0 < step < STEPS
+    code, output = _run(tmp_path, "t", "--resume")
+    assert code == 0, output[-2000:]
+    assert f"from step {step}" in output
+    _assert_same_weights(_final_state(tmp_path, "t")[1], reference)
+
+
+def test_a_second_writer_is_refused_and_the_first_is_unharmed(tmp_path, reference):
+    first = _start(tmp_path, "two")
+    while _latest(tmp_path, "two") is None and first.poll() is None:
+        time.sleep(0.02)
+    code, output = _run(tmp_path, "two", "--resume")
+    assert code == 7, output[-2000:]
+    lines = [line for line in output.splitlines() if line.startswith("Error")]
+    assert lines == [
+        f"Error: {tmp_path / 'runs' / 'two'} is being trained by process "
+        f"{first.pid}; wait for it to end, or choose another --name."
+    ]
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, (out + err)[-2000:]
+    _assert_same_weights(_final_state(tmp_path, "two")[1], reference)
+
+
+def _short_run(tmp_path, name):
+    """A finished run of 2 epochs (in this process), its 3 newest checkpoints
+    kept: every 12 steps and at the epochs' ends (28, 56)."""
+    result = train(
+        tmp_path, "--dataset", "digits", "--name", name, "--latent-dim", "8",
+        "--epochs", "2", "--steps-per-execution", "4", "--checkpoint-every", "12",
+        "--keep-checkpoints", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / name / "checkpoint"
+    assert sorted(os.listdir(folder)) == [
+        "latest",
+        "step-000000040",
+        "step-000000052",
+        "step-000000056",
+    ]
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "manifest"])
+def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
+    tmp_path, damage
+):
+    folder = _short_run(tmp_path, "d")
+    newest = folder / "step-000000056"
+    state = newest / "state.weights.h5"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    elif damage == "garbage":
+        state.write_bytes(os.urandom(state.stat().st_size))
+    else:
+        (newest / "manifest.json").write_text("{")
+    # (summary.json says the run finished 2 epochs: train a third.)
+    with pytest.warns(UserWarning) as warned:
+        result = train(tmp_path, "--name", "d", "--resume", "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    (warning,) = [str(w.message) for w in warned if "unusable" in str(w.message)]
+    assert str(newest) in warning and "using step-000000052" in warning
+    assert "from step 52" in result.output
+
+
+def test_no_usable_checkpoint_is_an_error_unless_restarted(tmp_path):
+    folder = _short_run(tmp_path, "gone")
+    for step in (40, 52, 56):
+        os.remove(folder / f"step-{step:09d}" / "state.weights.h5")
+    result = train(tmp_path, "--name", "gone", "--resume", "--epochs", "3")
+    assert_one_line_error(result, "No usable checkpoint", "--restart")
+    assert result.exit_code == 3
+    restarted = train(tmp_path, "--name", "gone", "--restart", "--epochs", "1")
+    assert restarted.exit_code == 0, restarted.output
+    assert sorted(os.listdir(folder)) == ["latest", "step-000000028"]
+
+
+def test_the_same_seed_gives_the_same_initial_weights_and_another_seed_not(tmp_path):
+    def initial(name, seed):
+        result = train(
+            tmp_path, "--dataset", "digits", "--name", name, "--latent-dim", "8",
+            "--epochs", "1", "--seed", str(seed), "--checkpoint-every", "1",
+            "--steps-per-execution", "1", "--keep-checkpoints", "100",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        path = tmp_path / "runs" / name / "checkpoint" / "step-000000001"
+        return _weights(path / "state.weights.h5")
+
+    first, again, other = initial("a", 3), initial("b", 3), initial("c", 4)
+    _assert_same_weights(first, again)
+    kernel = "generator/layers/dense/vars/0"
+    assert not np.array_equal(first[kernel], other[kernel])
+
+
+def _tiny_gan():
+    from keras_gan import GAN
+    from keras_gan import networks
+
+    keras.utils.set_random_seed(0)
+    generator, discriminator = networks.build("mlp", 8, (8, 8, 1))
+    gan = GAN(generator, discriminator, seed=0)
+    gan.compile(steps_per_execution=1)
+    return gan
+
+
+class _PoisonAt(keras.callbacks.Callback):
+    """Puts a NaN into the generator's first kernel after batch `batch`."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            kernel = self.model.generator.trainable_weights[0]
+            values = np.array(kernel.numpy())
+            values[0, 0] = np.nan
+            kernel.assign(values)
+
+
+def test_nan_weights_are_never_checkpointed_and_the_last_good_one_stays(tmp_path):
+    from keras_gan import checkpoints
+    from keras_gan import data
+    from keras_gan.errors import TrainingDivergedError
+
+    images, _ = data.load_arrays("digits")
+    dataset = data.dataset_from_arrays(images, batch_size=64, seed=0)
+    gan = _tiny_gan()
+    manager = checkpoints.CheckpointManager(tmp_path)
+    checkpoint = checkpoints.RunCheckpoint(manager, 28, every_n_steps=1)
+    with pytest.raises(TrainingDivergedError, match="NaN or infinite values at step 6"):
+        gan.fit(dataset, epochs=1, callbacks=[_PoisonAt(5), checkpoint], verbose=0)
+    assert [os.path.basename(f) for f in manager.checkpoints()] == [
+        "step-000000005",
+        "step-000000004",
+    ]
+    restored = _tiny_gan()
+    assert manager.restore(restored)["step"] == 5
+    for variable in restored.weights:
+        assert np.all(np.isfinite(np.asarray(variable.numpy())))
+
+
+def test_stale_staging_folders_are_removed_and_discard_empties(tmp_path):
+    from keras_gan import checkpoints
+
+    manager = checkpoints.CheckpointManager(tmp_path, keep=1)
+    gan = _tiny_gan()
+    (tmp_path / ".staging-123-abc").mkdir()
+    (tmp_path / ".staging-123-abc" / "state.weights.h5").write_bytes(b"half")
+    manager.save(gan, {"step": 1, "epoch": 0, "batch": 1, "steps_per_epoch": 28})
+    manager.save(gan, {"step": 2, "epoch": 0, "batch": 2, "steps_per_epoch": 28})
+    manager.remove_staging()
+    assert sorted(os.listdir(tmp_path)) == ["latest", "step-000000002"]
+    assert (tmp_path / "latest").read_text() == "step-000000002\n"
+    manager.discard()
+    assert os.listdir(tmp_path) == [] and manager.restore(gan) is None
