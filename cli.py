@@ -7,6 +7,7 @@ once a command runs, so `--help` and flag errors answer at once.
 import contextlib
 import functools
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -68,6 +69,9 @@ def _one_line_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        # A file-size limit (ulimit -f) then fails the write (EFBIG), where the
+        # default action of SIGXFSZ kills the process mid-write.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         _load_tensorflow()
         from keras_gan import errors
 
@@ -280,6 +284,13 @@ def cli(backend):
     "minutes, and on SIGTERM/SIGINT]",
 )
 @click.option(
+    "--max-loss",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop as on a NaN loss when d_loss or g_loss exceeds this in absolute "
+    "value (a diverging run), e.g. 1000.  [default: no bound]",
+)
+@click.option(
     "--keep-checkpoints",
     type=click.IntRange(min=1),
     default=2,
@@ -369,6 +380,7 @@ def train(name, **flags):
         restart=flags["restart"],
         checkpoint_every=flags["checkpoint_every"],
         keep_checkpoints=flags["keep_checkpoints"],
+        max_loss=flags["max_loss"],
         runs_dir=flags["runs_dir"],
         export_dir=flags["export_dir"],
         sample_every=flags["sample_every"],

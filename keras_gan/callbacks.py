@@ -153,7 +153,8 @@ class GeneratorExporter(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         _check_gan(self.model, "GeneratorExporter")
-        make_dirs(self.directory)
+        # The model's folder itself comes with its first version.
+        make_dirs(os.path.dirname(os.path.abspath(self.directory)))
         self._exported_epoch = None
         self._epoch = None
 
@@ -181,7 +182,8 @@ class GeneratorExporter(keras.callbacks.Callback):
 
 @keras.saving.register_keras_serializable(package="keras_gan")
 class TerminateOnNonFinite(keras.callbacks.Callback):
-    """Stops training by raising `TrainingDivergedError` on a NaN or inf loss.
+    """Stops training by raising `TrainingDivergedError` on a NaN or inf loss,
+    or on one whose size exceeds `max_loss`.
 
     Unlike `keras.callbacks.TerminateOnNaN` it watches `d_loss` and `g_loss`,
     and it raises: epoch-end and train-end callbacks then do not run, so no
@@ -189,11 +191,17 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
 
     Args:
         monitor: names of the logged values to watch.
+        max_loss: also stop when a watched value's absolute value exceeds
+            this (a run diverging without overflowing); `None` for no bound.
     """
 
-    def __init__(self, monitor=("d_loss", "g_loss")):
+    def __init__(self, monitor=("d_loss", "g_loss"), max_loss=None):
         super().__init__()
+        if max_loss is not None and not float(max_loss) > 0:
+            raise InputError(f"max_loss must be positive; received {max_loss}.")
         self.monitor = tuple(monitor)
+        self.max_loss = None if max_loss is None else float(max_loss)
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -201,16 +209,23 @@ class TerminateOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for name in self.monitor:
             value = (logs or {}).get(name)
-            if value is not None and not math.isfinite(float(value)):
-                epoch = getattr(self, "_epoch", 0) + 1
-                raise TrainingDivergedError(
-                    f"Training diverged: {name} is {float(value)} at epoch "
-                    f"{epoch}, batch {batch + 1}; nothing of this step was saved "
-                    f"(the last good checkpoint is kept). Try a lower learning rate."
-                )
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                problem = f"{name} is {value}"
+            elif self.max_loss is not None and abs(value) > self.max_loss:
+                problem = f"{name} is {value:.4g}, beyond max_loss {self.max_loss:g}"
+            else:
+                continue
+            raise TrainingDivergedError(
+                f"Training diverged: {problem} at epoch {self._epoch + 1}, batch "
+                f"{batch + 1}; nothing of this step was saved (the last good "
+                f"checkpoint is kept). Try a lower learning rate."
+            )
 
     def get_config(self):
-        return {"monitor": list(self.monitor)}
+        return {"monitor": list(self.monitor), "max_loss": self.max_loss}
 
 
 @keras.saving.register_keras_serializable(package="keras_gan")
@@ -269,8 +284,8 @@ class Evaluate(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         _check_gan(self.model, "Evaluate")
-        if self.export_dir is not None:
-            make_dirs(self.export_dir)
+        if self.export_dir is not None:  # its folder comes with its first version
+            make_dirs(os.path.dirname(os.path.abspath(self.export_dir)))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}

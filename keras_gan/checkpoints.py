@@ -14,8 +14,10 @@ its manifest (a torn write, a truncated or garbled file) is skipped with one
 warning line and the previous checkpoint is used; the newest `keep` are kept.
 """
 
+import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -55,6 +57,28 @@ def _fsync(path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def _reserve(path, model) -> None:
+    """Claims the disk space of `model`'s weights file at `path` before HDF5
+    writes it, so that a full disk or a file-size limit fails here, as an
+    `OSError` naming `path`: HDF5 failing mid-write crashes the process."""
+    variables = list(model.weights)
+    for player in ("d_optimizer", "g_optimizer"):
+        optimizer = getattr(model, player, None)
+        variables += list(optimizer.variables) if optimizer is not None else []
+    payload = sum(
+        math.prod(v.shape) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+        for v in variables
+    )
+    size = payload + 4096 * len(variables) + (64 << 10)  # and HDF5's structures
+    with open(path, "wb") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return  # this file system cannot reserve: write unchecked
+            raise OSError(error.errno, error.strerror, path) from None
 
 
 def _write_json(path, value) -> None:
@@ -129,6 +153,7 @@ class CheckpointManager:
             prefix=f".staging-{os.getpid()}-", dir=self.directory
         )
         try:
+            _reserve(os.path.join(staging, STATE_FILE), model)
             model.save_weights(os.path.join(staging, STATE_FILE))
             _fsync(os.path.join(staging, STATE_FILE))
             _write_json(os.path.join(staging, META_FILE), {"format": FORMAT, **meta})

@@ -468,16 +468,43 @@ def _read_idx(path, magic):
     """Parses an IDX file of unsigned bytes into an array of its shape.
 
     Format (big endian): magic `0x0000 08 <rank>`, `rank` uint32 sizes, then
-    the bytes of the array; http://yann.lecun.com/exdb/mnist/.
+    the bytes of the array; http://yann.lecun.com/exdb/mnist/. The header is
+    read first and at most the bytes it announces (plus one, to notice
+    trailing data) after it: a gzip stream that inflates to more than its
+    header says costs no more memory than the array, and a header that
+    announces more than the free memory is refused before reading on.
     """
     expected = f"expected an MNIST-format IDX file with magic number 0x{magic:08x}"
+    rank = magic & 0xFF
+    header_size = 4 + 4 * rank
+    opener = gzip.open if path.endswith(".gz") else open
     try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as file:
-                content = file.read()
-        else:
-            with open(path, "rb") as file:
-                content = file.read()
+        with opener(path, "rb") as file:
+            head = file.read(header_size)
+            if len(head) < header_size:
+                raise InputError(
+                    f"{path} is {len(head)} bytes, shorter than the IDX header "
+                    f"({header_size} bytes); {expected}."
+                )
+            header = np.frombuffer(head, dtype=">u4", count=1 + rank)
+            if int(header[0]) != magic:
+                raise InputError(
+                    f"{path} has magic number 0x{int(header[0]):08x}; {expected}."
+                )
+            shape = tuple(int(size) for size in header[1:])
+            if min(shape) <= 0:
+                raise InputError(
+                    f"{path} has sizes {shape}; expected sizes above zero."
+                )
+            # math.prod: exact for any header, where np.prod could overflow int64.
+            length = math.prod(shape)
+            if length > _free_memory():
+                raise InputError(
+                    f"{path}'s header announces {shape}, {length} bytes, more than "
+                    f"the {_free_memory()} bytes of free memory; expected a dataset "
+                    f"that fits in memory."
+                )
+            body = file.read(length + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise InputError(
             f"{path} is a corrupt or truncated gzip file ({error}); "
@@ -487,28 +514,21 @@ def _read_idx(path, magic):
         raise InputError(
             f"cannot read {path} ({error.strerror}); {expected}."
         ) from None
+    if len(body) != length:
+        found = "more" if len(body) > length else f"{header_size + len(body)}"
+        raise InputError(
+            f"{path} is {found} bytes but its header {shape} needs "
+            f"{header_size + length}; expected a complete, untruncated IDX file."
+        )
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
-    rank = magic & 0xFF
-    header_size = 4 + 4 * rank
-    if len(content) < header_size:
-        raise InputError(
-            f"{path} is {len(content)} bytes, shorter than the IDX header "
-            f"({header_size} bytes); {expected}."
-        )
-    header = np.frombuffer(content, dtype=">u4", count=1 + rank)
-    if int(header[0]) != magic:
-        raise InputError(f"{path} has magic number 0x{int(header[0]):08x}; {expected}.")
-    shape = tuple(int(size) for size in header[1:])
-    if min(shape) <= 0:
-        raise InputError(f"{path} has sizes {shape}; expected sizes above zero.")
-    # math.prod: exact for any header, where np.prod could overflow int64.
-    expected_length = header_size + math.prod(shape)
-    if len(content) != expected_length:
-        raise InputError(
-            f"{path} is {len(content)} bytes but its header {shape} needs "
-            f"{expected_length}; expected a complete, untruncated IDX file."
-        )
-    return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
+
+def _free_memory() -> int:
+    """Bytes of memory free now (Linux and macOS), for refusing huge inputs."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not reported here: no limit
+        return 2**63
 
 
 def _can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:

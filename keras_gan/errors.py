@@ -17,6 +17,13 @@ class NoCheckpointError(InputError):
     exit_code = 3
 
 
+class UnsafeInputError(InputError):
+    """Refused for safety: a path leading outside its output folder, or a
+    file that would run code when loaded."""
+
+    exit_code = 6
+
+
 class TrainingDivergedError(RuntimeError):
     """Training produced NaN or infinite losses or weights."""
 

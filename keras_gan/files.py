@@ -4,6 +4,7 @@ import os
 import tempfile
 
 from keras_gan.errors import InputError
+from keras_gan.errors import UnsafeInputError
 
 
 def make_dirs(directory) -> str:
@@ -42,3 +43,31 @@ def atomic_write(path, write) -> None:
     finally:
         if os.path.exists(staging):
             os.remove(staging)
+
+
+def output_folder(root, name) -> str:
+    """`root/name`, an output folder that keras_gan writes into, checked first.
+
+    Refused (`UnsafeInputError`) if it, or an entry directly in it, is a
+    symbolic link, or if it resolves outside `root`: a link planted there
+    would make a run write its files somewhere else.
+    """
+    path = os.path.join(root, name)
+    real_root = os.path.realpath(root)
+    if os.path.islink(path) or (
+        os.path.exists(path)
+        and os.path.commonpath([os.path.realpath(path), real_root]) != real_root
+    ):
+        raise UnsafeInputError(
+            f"{path} is a symbolic link to {os.path.realpath(path)}; expected a "
+            f"real folder inside {root} (remove the link or choose another --name)."
+        )
+    if os.path.isdir(path):
+        for entry in os.scandir(path):
+            if entry.is_symlink():
+                raise UnsafeInputError(
+                    f"{entry.path} is a symbolic link to "
+                    f"{os.path.realpath(entry.path)}; expected only real files and "
+                    f"folders in {path}."
+                )
+    return path

@@ -285,6 +285,7 @@ def train(
     checkpoint_seconds: float | None = 600,
     keep_checkpoints: int = 2,
     restart: bool = False,
+    max_loss: float | None = None,
     verbose="auto",
 ) -> RunResult:
     """Runs (or resumes) a whole training job: data, model, callbacks, export.
@@ -331,6 +332,8 @@ def train(
         checkpoint_seconds: also checkpoint when this long has passed since
             the last checkpoint; `None` for never.
         keep_checkpoints: how many of the newest checkpoints stay on disk.
+        max_loss: stop (as on a NaN loss) when `d_loss` or `g_loss` exceeds
+            this in absolute value; `None` for no bound.
         restart: with `resume`, discard the run's checkpoints and train it
             again from step 0 with its stored settings.
         verbose: passed to `fit` (`"auto"` shows Keras's progress bar).
@@ -339,7 +342,8 @@ def train(
         A `RunResult`.
     """
     check_name(name)
-    run_dir = os.path.join(runs_dir, name)
+    run_dir = files.output_folder(runs_dir, name)
+    export_base = files.output_folder(export_dir, name)
     given = {
         "dataset": dataset,
         "data_dir": data_dir,
@@ -368,6 +372,7 @@ def train(
         "checkpoint_every": checkpoint_every,
         "checkpoint_seconds": checkpoint_seconds,
         "keep_checkpoints": keep_checkpoints,
+        "max_loss": max_loss,
     }
     if steps_per_execution != "auto":
         schedule["steps_per_execution"] = steps_per_execution
@@ -398,9 +403,19 @@ def train(
                 f"The dataset's number of batches is unknown ({steps_per_epoch}); "
                 f"expected a pipeline of known length."
             )
-        gan, jit_compile, steps_per_execution = _compiled_gan(
-            settings, dataset_, steps_per_epoch, jit_compile, steps_per_execution
-        )
+        try:
+            gan, jit_compile, steps_per_execution = _compiled_gan(
+                settings, dataset_, steps_per_epoch, jit_compile, steps_per_execution
+            )
+        except Exception as error:
+            if not _out_of_memory(error):
+                raise
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            raise InputError(
+                f"The networks do not fit in memory with latent_dim="
+                f"{settings['latent_dim']}, batch_size={settings['batch_size']} "
+                f"({type(error).__name__}: {first_line}); expected smaller settings."
+            ) from None
         manager = checkpoints.CheckpointManager(
             os.path.join(run_dir, "checkpoint"), keep=keep_checkpoints
         )
@@ -433,7 +448,7 @@ def train(
                 num_samples=evaluate_samples,
                 seed=settings["seed"],
             )
-        files.make_dirs(os.path.join(export_dir, name))
+        files.make_dirs(export_dir)  # saved_models/<name> comes with its export
         if not resume:
             files.atomic_write(
                 os.path.join(run_dir, "config.json"),
@@ -450,18 +465,18 @@ def train(
         )
         callbacks = [
             # First, so that a diverged batch raises before anything is saved.
-            gan_callbacks.TerminateOnNonFinite()
+            gan_callbacks.TerminateOnNonFinite(max_loss=max_loss)
         ]
         if evaluator is not None:
             # Before the loggers, so that they record its metrics.
             evaluate = gan_callbacks.Evaluate(
                 evaluator,
                 every_n_epochs=evaluate_every,
-                export_dir=os.path.join(export_dir, name) if keep_best else None,
+                export_dir=export_base if keep_best else None,
             )
             callbacks.append(evaluate)
         exporter = gan_callbacks.GeneratorExporter(
-            os.path.join(export_dir, name), every_n_epochs=export_every
+            export_base, every_n_epochs=export_every
         )
         callbacks += [
             _CSVLogger(log_path, append=True),
@@ -537,6 +552,22 @@ def train(
         first_epoch=step // steps_per_epoch,
         first_step=step,
         evaluations=evaluate.results if evaluator is not None else [],
+    )
+
+
+def _out_of_memory(error) -> bool:
+    """Whether `error` is an allocation failure of Python or of a backend."""
+    if isinstance(error, MemoryError):
+        return True
+    text = f"{type(error).__name__} {error}"
+    return any(
+        sign in text
+        for sign in (
+            "ResourceExhausted",
+            "RESOURCE_EXHAUSTED",
+            "OutOfMemory",
+            "can't allocate memory",
+        )
     )
 
 

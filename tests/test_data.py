@@ -604,3 +604,32 @@ def test_real_tfds_dataset_prepared_on_first_use(tfds_data_dir, monkeypatch):
     with pytest.raises(InputError) as error:
         data.make_dataset("keras_gan_tiny_images", split="train[:200%]")
     assert_one_line_error(error, "'train[:200%]'", "['test', 'train']")
+
+
+def test_idx_gzip_that_inflates_past_its_header_costs_no_memory(tmp_path):
+    import tracemalloc
+
+    header = np.array([0x803, 10, 4, 4], ">u4").tobytes()
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as file:  # 160 bytes announced, 64 MiB inside
+        file.write(header + bytes(160))
+        for _ in range(64):
+            file.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError) as error:
+            data.load_arrays(data_dir=str(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_one_line_error(error, str(path), "is more bytes", "needs 176")
+    assert peak < 4 << 20, peak
+
+
+def test_idx_header_announcing_more_than_the_memory_is_refused(tmp_path):
+    header = np.array([0x803, 1 << 20, 1 << 20, 1 << 10], ">u4").tobytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(header + bytes(100))
+    with pytest.raises(InputError) as error:
+        data.load_arrays(data_dir=str(tmp_path))
+    assert_one_line_error(error, "free memory", "(1048576, 1048576, 1024)")

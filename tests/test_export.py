@@ -1,4 +1,8 @@
 import os
+import shutil
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -11,6 +15,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_gan import export
 from keras_gan.errors import InputError
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +97,9 @@ def test_versions_count_up_atomically_and_leave_earlier_ones_alone(tmp_path):
     second = export.export_version(gan.generator, base)
     assert (first, second) == (str(base / "1"), str(base / "2"))
     assert export.versions(base) == [1, 2]
-    assert sorted(os.listdir(base)) == ["1", "2", "notes"]  # no staging left
+    # No staging left; the lock and the highest version ever exported stay.
+    kept = [".export.lock", ".last_version", "1", "2", "notes"]
+    assert sorted(os.listdir(base)) == kept
     after = {
         name: os.path.getmtime(os.path.join(root, name))
         for root, _, names in os.walk(first)
@@ -155,3 +164,63 @@ def test_sample_grid_writes_a_png(tmp_path):
         export.sample_grid(tmp_path / "model", output, num_images=6, num_rows=4)
     with pytest.raises(InputError, match="refused the request"):
         export.sample_grid(tmp_path / "model", output, num_images=5000)
+
+
+def test_version_numbers_are_never_reused_nor_empty_folders_overwritten(tmp_path):
+    gan = tiny_gan()
+    export.export_version(gan.generator, tmp_path)
+    second = export.export_version(gan.generator, tmp_path)
+    shutil.rmtree(second)  # an operator deletes the newest version
+    (tmp_path / "3").mkdir()  # and someone made an empty folder with the next
+    assert export.export_version(gan.generator, tmp_path) == str(tmp_path / "4")
+    assert os.listdir(tmp_path / "3") == []
+
+
+def test_staging_folders_of_dead_exporters_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / f".export-{dead.stdout.strip()}-abc" / "model").mkdir(parents=True)
+    alive = tmp_path / f".export-{os.getpid()}-xyz"  # a live exporter's: kept
+    alive.mkdir()
+    export.export_version(tiny_gan().generator, tmp_path)
+    staging = sorted(n for n in os.listdir(tmp_path) if n.startswith(".export-"))
+    assert staging == [alive.name]
+
+
+_EXPORTER = """
+import os, sys, time
+from helpers import tiny_gan
+from keras_gan import export
+base, me = sys.argv[1].split(",")
+gan = tiny_gan(seed=int(me))
+open(os.path.join(os.path.dirname(base), "ready" + me), "w").close()
+while not os.path.exists(os.path.join(os.path.dirname(base), "go")):
+    time.sleep(0.005)
+print(export.export_version(gan.generator, base))
+"""
+
+
+def test_concurrent_exporters_get_distinct_complete_versions(tmp_path):
+    script = tmp_path / "exporter.py"
+    script.write_text(_EXPORTER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, TESTS])}
+    base = tmp_path / "model"
+    processes = [
+        subprocess.Popen([sys.executable, str(script), f"{base},{me}"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for me in ("1", "2")
+    ]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{me}").exists() for me in ("1", "2")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    paths = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err[-2000:]
+        paths.append(out.strip().splitlines()[-1])
+    assert sorted(paths) == [str(base / "1"), str(base / "2")]
+    for path in paths:  # both complete, each with its own weights
+        loaded = export.load_export(path)
+        assert "generate" in loaded.signatures

@@ -4,6 +4,8 @@ resumed, end with the uninterrupted run's weights to the bit."""
 import json
 import os
 import random
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,8 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error
 from cli_helpers import train
+
+from keras_gan import export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -322,3 +326,102 @@ def test_stale_staging_folders_are_removed_and_discard_empties(tmp_path):
     assert (tmp_path / "latest").read_text() == "step-000000002\n"
     manager.discard()
     assert os.listdir(tmp_path) == [] and manager.restore(gan) is None
+
+
+def test_a_run_stopped_before_its_export_finishes_on_resume(tmp_path):
+    _short_run(tmp_path, "f")
+    run = tmp_path / "runs" / "f"
+    # As if killed after the last checkpoint, before the export and the GIF.
+    for name in ("summary.json", "gan.keras", "samples/samples.gif"):
+        os.remove(run / name)
+    shutil.rmtree(tmp_path / "saved_models" / "f" / "1")
+    result = train(tmp_path, "--name", "f", "--resume", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "Trained 0 epochs" in result.output
+    # Version 1 was exported once: its number is not used again.
+    assert export.versions(tmp_path / "saved_models" / "f") == [2]
+    assert (run / "samples" / "samples.gif").exists() and (run / "gan.keras").exists()
+    again = train(tmp_path, "--name", "f", "--resume", "--epochs", "2")
+    assert_one_line_error(again, "already trained 2 epochs")
+
+
+@pytest.mark.parametrize("where", ["runs", "saved_models", "inside"])
+def test_symbolic_links_in_the_outputs_are_refused(tmp_path, where):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if where == "inside":
+        (tmp_path / "runs" / "s").mkdir(parents=True)
+        os.symlink(outside, tmp_path / "runs" / "s" / "samples")
+    else:
+        (tmp_path / where).mkdir()
+        os.symlink(outside, tmp_path / where / "s")
+    flags = ["--resume"] if where == "inside" else ["--dataset", "digits"]
+    result = train(tmp_path, "--name", "s", *flags, "--epochs", "1")
+    assert_one_line_error(result, "is a symbolic link", str(outside))
+    assert result.exit_code == 6
+    assert os.listdir(outside) == []
+
+
+def test_max_loss_stops_a_diverging_run_before_anything_is_saved(tmp_path):
+    result = train(
+        tmp_path, "--dataset", "digits", "--name", "m", "--latent-dim", "8",
+        "--epochs", "2", "--max-loss", "0.5",
+    )  # fmt: skip
+    assert_one_line_error(result, "Training diverged", "beyond max_loss 0.5", "epoch 1")
+    assert result.exit_code == 4
+    assert not (tmp_path / "runs" / "m" / "checkpoint").exists()
+    # No empty model folder is left for TF Serving to watch.
+    assert not (tmp_path / "saved_models" / "m").exists()
+
+
+def _limited(limit_bytes):
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return preexec
+
+
+def test_a_full_disk_fails_in_one_line_and_resume_finishes_after(tmp_path):
+    _short_run(tmp_path, "full")
+    before = {
+        path: (path / "state.weights.h5").read_bytes()
+        for path in (tmp_path / "runs" / "full" / "checkpoint").glob("step-*")
+    }
+    versions = export.versions(tmp_path / "saved_models" / "full")
+    # A file-size limit below a checkpoint's size: the next checkpoint fails.
+    command = [
+        sys.executable, os.path.join(ROOT, "cli.py"), "train", "--name", "full",
+        "--resume", "--epochs", "3", "--checkpoint-every", "4",
+        "--runs-dir", str(tmp_path / "runs"),
+        "--export-dir", str(tmp_path / "saved_models"),
+    ]  # fmt: skip
+    process = subprocess.run(
+        command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True, text=True, timeout=300, preexec_fn=_limited(200_000),
+    )  # fmt: skip
+    output = (process.stdout + process.stderr).replace("\r", "\n")
+    assert process.returncode == 5, output[-2000:]
+    assert "Traceback" not in output
+    (line,) = [
+        line[line.index("Error:") :] for line in output.splitlines() if "Error:" in line
+    ]
+    assert "I/O error" in line and "File too large" in line and "runs/full" in line
+    for path, content in before.items():  # earlier checkpoints intact
+        assert (path / "state.weights.h5").read_bytes() == content
+    assert export.versions(tmp_path / "saved_models" / "full") == versions
+    resumed = train(tmp_path, "--name", "full", "--resume", "--epochs", "3")
+    assert resumed.exit_code == 0, resumed.output
+    assert export.versions(tmp_path / "saved_models" / "full") == [
+        *versions,
+        versions[-1] + 1,
+    ]
+
+
+def test_networks_too_large_for_memory_are_one_line_and_write_nothing(tmp_path):
+    result = train(
+        tmp_path, "--dataset", "digits", "--name", "big",
+        "--latent-dim", "1000000000", "--epochs", "1",
+    )  # fmt: skip
+    assert_one_line_error(result, "do not fit in memory", "latent_dim=1000000000")
+    assert result.exit_code == 1
+    assert not (tmp_path / "runs").exists()
