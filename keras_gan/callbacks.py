@@ -64,6 +64,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.seed = int(seed)
         self._latents = None
         self._labels = None
+        self._grid_shape = None  # of the grids written by this callback
 
     def on_train_begin(self, logs=None):
         _check_gan(self.model, "SampleGrid")
@@ -84,19 +85,30 @@ class SampleGrid(keras.callbacks.Callback):
             self.write_grid(os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png"))
 
     def on_train_end(self, logs=None):
-        grids = sorted(glob.glob(os.path.join(self.directory, "epoch_*.png")))
-        if grids:
-            from PIL import Image
+        """Writes the GIF of the folder's grids; files there that are not
+        grids of this model's shape (or not images at all) are left out."""
+        from PIL import Image
 
-            frames = [np.asarray(Image.open(path)) for path in grids]
-            frames = [
-                frame[..., None] if frame.ndim == 2 else frame for frame in frames
-            ]
-            if len({frame.shape for frame in frames}) == 1:
-                atomic_write(
-                    os.path.join(self.directory, "samples.gif"),
-                    lambda path: images.save_gif(frames, path),
-                )
+        frames = []
+        for path in sorted(glob.glob(os.path.join(self.directory, "epoch_*.png"))):
+            try:
+                with Image.open(path) as image:
+                    frame = np.asarray(image)
+            except (OSError, ValueError, SyntaxError):
+                message = f"{path} is not a PNG grid; left out of the GIF."
+                warnings.warn(message, stacklevel=2)
+                continue
+            frames.append(frame[..., None] if frame.ndim == 2 else frame)
+        if frames:
+            # Grids of another shape (another model, a stray file) are not this
+            # run's: keep the shape of the grids written now, else the commonest.
+            shapes = [frame.shape for frame in frames]
+            shape = self._grid_shape or max(set(shapes), key=shapes.count)
+            frames = [frame for frame in frames if frame.shape == shape]
+            atomic_write(
+                os.path.join(self.directory, "samples.gif"),
+                lambda path: images.save_gif(frames, path),
+            )
 
     def write_grid(self, path) -> None:
         """Writes the grid of the fixed latents, as the model makes them now."""
@@ -107,6 +119,9 @@ class SampleGrid(keras.callbacks.Callback):
             scale=images.readable_scale(*generated.shape[1:3]),
         )
         atomic_write(path, lambda staging: images.save_png(grid, staging))
+        self._grid_shape = tuple(np.asarray(grid).shape)
+        if len(self._grid_shape) == 2:
+            self._grid_shape += (1,)
 
     def get_config(self):
         return {

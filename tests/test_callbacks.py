@@ -116,3 +116,12 @@ def test_callbacks_need_a_gan_and_good_arguments(tmp_path):
         callbacks.SampleGrid(tmp_path, num_rows=0)
     with pytest.raises(InputError, match="every_n_epochs >= 1"):
         callbacks.GeneratorExporter(tmp_path, every_n_epochs=0)
+
+
+def test_sample_grid_gif_leaves_out_files_it_did_not_write(tmp_path):
+    (tmp_path / "epoch_0000.png").write_text("not an image")  # a stray file
+    Image.new("L", (5, 5)).save(tmp_path / "epoch_0009.png")  # another shape
+    gan = tiny_gan()
+    with pytest.warns(UserWarning, match="epoch_0000.png is not a PNG grid"):
+        _fit(gan, 2, callbacks.SampleGrid(tmp_path, num_rows=2))
+    assert Image.open(tmp_path / "samples.gif").n_frames == 2
