@@ -639,6 +639,11 @@ def _compiled_gan(settings, dataset, steps_per_epoch, jit_compile, steps_per_exe
         jit_compile = gan.auto_jit_compile()
     if steps_per_execution == "auto":
         steps_per_execution = gan.auto_steps_per_execution(jit_compile)
+    elif steps_per_execution > 1 and keras.config.backend() == "torch":
+        raise InputError(
+            f"--steps-per-execution {steps_per_execution}: the PyTorch backend runs "
+            f"one step per call; expected 1 (or the default) there."
+        )
     # More would not run anyway, and would confuse the progress bar.
     steps_per_execution = min(steps_per_execution, steps_per_epoch)
     gan.compile(

@@ -1,5 +1,6 @@
 """Runs that survive kills: real `python cli.py train` processes, killed and
-resumed, end with the uninterrupted run's weights to the bit."""
+resumed, end with the uninterrupted run's weights to the bit. The tests marked
+`backends` run under every KERAS_BACKEND (the processes inherit it)."""
 
 import json
 import os
@@ -154,6 +155,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
     ]
 
 
+@pytest.mark.backends
 def test_sigterm_checkpoints_the_current_step_and_resume_continues(tmp_path, reference):
     process = _start(tmp_path, "t")
     while _latest(tmp_path, "t") is None and process.poll() is None:
@@ -178,6 +180,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_continues(tmp_path, ref
     _assert_same_weights(_final_state(tmp_path, "t")[1], reference)
 
 
+@pytest.mark.backends
 def test_a_second_writer_is_refused_and_the_first_is_unharmed(tmp_path, reference):
     first = _start(tmp_path, "two")
     while _latest(tmp_path, "two") is None and first.poll() is None:
@@ -196,23 +199,25 @@ def test_a_second_writer_is_refused_and_the_first_is_unharmed(tmp_path, referenc
 
 def _short_run(tmp_path, name):
     """A finished run of 2 epochs (in this process), its 3 newest checkpoints
-    kept: every 12 steps and at the epochs' ends (28, 56)."""
+    kept: every 14 steps (14, 28, 42, 56; step-driven checkpoints do not depend
+    on the time that epoch-end ones may be skipped for)."""
     result = train(
         tmp_path, "--dataset", "digits", "--name", name, "--latent-dim", "8",
-        "--epochs", "2", "--steps-per-execution", "4", "--checkpoint-every", "12",
+        "--epochs", "2", "--steps-per-execution", "1", "--checkpoint-every", "14",
         "--keep-checkpoints", "3",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = tmp_path / "runs" / name / "checkpoint"
     assert sorted(os.listdir(folder)) == [
         "latest",
-        "step-000000040",
-        "step-000000052",
+        "step-000000028",
+        "step-000000042",
         "step-000000056",
     ]
     return folder
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "manifest"])
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
     tmp_path, damage
@@ -231,13 +236,14 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
         result = train(tmp_path, "--name", "d", "--resume", "--epochs", "3")
     assert result.exit_code == 0, result.output
     (warning,) = [str(w.message) for w in warned if "unusable" in str(w.message)]
-    assert str(newest) in warning and "using step-000000052" in warning
-    assert "from step 52" in result.output
+    assert str(newest) in warning and "using step-000000042" in warning
+    assert "from step 42" in result.output
 
 
+@pytest.mark.backends
 def test_no_usable_checkpoint_is_an_error_unless_restarted(tmp_path):
     folder = _short_run(tmp_path, "gone")
-    for step in (40, 52, 56):
+    for step in (28, 42, 56):
         os.remove(folder / f"step-{step:09d}" / "state.weights.h5")
     result = train(tmp_path, "--name", "gone", "--resume", "--epochs", "3")
     assert_one_line_error(result, "No usable checkpoint", "--restart")
@@ -247,6 +253,7 @@ def test_no_usable_checkpoint_is_an_error_unless_restarted(tmp_path):
     assert sorted(os.listdir(folder)) == ["latest", "step-000000028"]
 
 
+@pytest.mark.backends
 def test_the_same_seed_gives_the_same_initial_weights_and_another_seed_not(tmp_path):
     def initial(name, seed):
         result = train(
@@ -290,6 +297,7 @@ class _PoisonAt(keras.callbacks.Callback):
             kernel.assign(values)
 
 
+@pytest.mark.backends
 def test_nan_weights_are_never_checkpointed_and_the_last_good_one_stays(tmp_path):
     from keras_gan import checkpoints
     from keras_gan import data
@@ -312,6 +320,7 @@ def test_nan_weights_are_never_checkpointed_and_the_last_good_one_stays(tmp_path
         assert np.all(np.isfinite(np.asarray(variable.numpy())))
 
 
+@pytest.mark.backends
 def test_stale_staging_folders_are_removed_and_discard_empties(tmp_path):
     from keras_gan import checkpoints
 
@@ -328,6 +337,7 @@ def test_stale_staging_folders_are_removed_and_discard_empties(tmp_path):
     assert os.listdir(tmp_path) == [] and manager.restore(gan) is None
 
 
+@pytest.mark.backends
 def test_a_run_stopped_before_its_export_finishes_on_resume(tmp_path):
     _short_run(tmp_path, "f")
     run = tmp_path / "runs" / "f"
@@ -424,4 +434,15 @@ def test_networks_too_large_for_memory_are_one_line_and_write_nothing(tmp_path):
     )  # fmt: skip
     assert_one_line_error(result, "do not fit in memory", "latent_dim=1000000000")
     assert result.exit_code == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.backends
+def test_steps_per_execution_above_one_on_pytorch_is_one_line(tmp_path):
+    if keras.config.backend() != "torch":
+        pytest.skip("PyTorch runs one step per call")
+    result = train(
+        tmp_path, "--dataset", "digits", "--name", "p", "--steps-per-execution", "4"
+    )
+    assert_one_line_error(result, "--steps-per-execution 4", "expected 1")
     assert not (tmp_path / "runs").exists()
