@@ -278,6 +278,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.batch_offset = 0  # batches of the current epoch done before this fit
         self.step = 0  # global steps done
         self.saved_step = None
+        self.saved_path = None
         self.budget = budget
         self.writing_seconds = 0.0  # spent writing checkpoints so far
         self.written = 0  # checkpoints written so far
@@ -320,10 +321,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.batch_offset = 0
         last = epoch + 1 >= self.params.get("epochs", epoch + 1)
         spent = time.monotonic() - self._began
-        if last or self.writing_seconds <= self.budget * spent:
+        # The next write is expected to take as long as the average one.
+        expected = self.writing_seconds / max(self.written, 1)
+        if last or self.writing_seconds + expected <= self.budget * spent:
             self._save(epoch + 1, 0)
 
     def _save(self, epoch, batch):
+        if self.step == self.saved_step:
+            return  # written already (a step-driven checkpoint at an epoch's end)
         if batch == self.steps_per_epoch:  # the epoch's last step
             epoch, batch = epoch + 1, 0
         meta = {
