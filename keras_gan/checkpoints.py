@@ -29,6 +29,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_gan import files
 from keras_gan.errors import InputError
 from keras_gan.errors import NoCheckpointError
 from keras_gan.errors import Preempted
@@ -51,14 +52,6 @@ def _sha256(path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path) -> None:
-    handle = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def _reserve(path, model) -> None:
     """Claims the disk space of `model`'s weights file at `path` before HDF5
     writes it, so that a full disk or a file-size limit fails here, as an
@@ -79,6 +72,11 @@ def _reserve(path, model) -> None:
             if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                 return  # this file system cannot reserve: write unchecked
             raise OSError(error.errno, error.strerror, path) from None
+
+
+def _write_text(path, text) -> None:
+    with open(path, "w") as file:
+        file.write(text)
 
 
 def _write_json(path, value) -> None:
@@ -121,8 +119,11 @@ class CheckpointManager:
         """Removes what interrupted saves left (call while holding the run)."""
         if os.path.isdir(self.directory):
             for name in os.listdir(self.directory):
+                path = os.path.join(self.directory, name)
                 if name.startswith(".staging-"):
-                    shutil.rmtree(os.path.join(self.directory, name), True)
+                    shutil.rmtree(path, True)
+                elif name.startswith(".tmp-"):  # of files.atomic_write
+                    os.remove(path)
 
     def discard(self) -> None:
         """Removes every checkpoint (a run trained again from step 0)."""
@@ -155,7 +156,7 @@ class CheckpointManager:
         try:
             _reserve(os.path.join(staging, STATE_FILE), model)
             model.save_weights(os.path.join(staging, STATE_FILE))
-            _fsync(os.path.join(staging, STATE_FILE))
+            files.fsync(os.path.join(staging, STATE_FILE))
             _write_json(os.path.join(staging, META_FILE), {"format": FORMAT, **meta})
             manifest = {
                 name: {
@@ -165,21 +166,17 @@ class CheckpointManager:
                 for name in (STATE_FILE, META_FILE)
             }
             _write_json(os.path.join(staging, MANIFEST_FILE), manifest)
-            _fsync(staging)
+            files.fsync(staging)
             if os.path.exists(final):  # a torn folder of the same step
                 shutil.rmtree(final)
             os.rename(staging, final)
-            _fsync(self.directory)
+            files.fsync(self.directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        latest = os.path.join(self.directory, LATEST_FILE)
-        handle, temporary = tempfile.mkstemp(prefix=".staging-", dir=self.directory)
-        with os.fdopen(handle, "w") as file:
-            file.write(os.path.basename(final) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, latest)
-        _fsync(self.directory)
+        files.atomic_write(
+            os.path.join(self.directory, LATEST_FILE),
+            lambda path: _write_text(path, os.path.basename(final) + "\n"),
+        )
         for old in self.checkpoints()[self.keep :]:
             shutil.rmtree(old, ignore_errors=True)
         return final

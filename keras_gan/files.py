@@ -31,6 +31,7 @@ def atomic_write(path, write) -> None:
     The staging file sits beside `path` with the same extension (Keras picks
     the format from it), so the rename is atomic: readers see the old file or
     the new one, never a torn one, and a failed write leaves the old file.
+    The new file is fsynced before the rename, the folder after it.
     """
     directory = os.path.dirname(os.path.abspath(path))
     handle, staging = tempfile.mkstemp(
@@ -39,7 +40,9 @@ def atomic_write(path, write) -> None:
     os.close(handle)
     try:
         write(staging)
+        fsync(staging)
         os.replace(staging, path)
+        fsync(directory)
     finally:
         if os.path.exists(staging):
             os.remove(staging)
@@ -71,3 +74,12 @@ def output_folder(root, name) -> str:
                     f"folders in {path}."
                 )
     return path
+
+
+def fsync(path) -> None:
+    """Flushes a file's or a folder's contents to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
