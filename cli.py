@@ -247,6 +247,13 @@ def cli(backend):
     "sample grids' latents and evaluation's samples.  [default: 0]",
 )
 @click.option(
+    "--deterministic",
+    is_flag=True,
+    default=None,
+    help="Also turn the backend's op determinism on (slower on GPUs): the same "
+    "--seed then gives bit-equal weights and grids. Kept by --resume.",
+)
+@click.option(
     "--steps-per-execution",
     type=click.IntRange(min=1),
     default=None,
@@ -373,6 +380,7 @@ def train(name, **flags):
         augment=flags["augment"],
         ema=flags["ema"],
         mixed_precision=flags["mixed_precision"],
+        deterministic=True if flags["deterministic"] else None,
         epochs=flags["epochs"],
         steps_per_execution=flags["steps_per_execution"] or "auto",
         jit_compile="auto" if flags["jit"] is None else flags["jit"],
@@ -438,8 +446,14 @@ def train(name, **flags):
     show_default=True,
     help="PNG file of the grid.",
 )
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Load a SavedModel that keras_gan did not write (its graph may run any "
+    "op): only for exports whose author you trust.",
+)
 @_one_line_errors
-def sample(saved_model_dir, num_images, labels, seed, num_rows, output):
+def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
     """Write a grid of images from an exported generator (a version folder, or
     a model's base folder to use its newest version)."""
     from keras_gan import export
@@ -453,7 +467,7 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output):
                 f"--labels must be comma-separated integers; received {labels!r}."
             ) from None
     path = export.sample_grid(
-        saved_model_dir, output, num_images, seed, num_rows, labels=labels
+        saved_model_dir, output, num_images, seed, num_rows, labels=labels, trust=trust
     )
     click.echo(f"Wrote {path}")
 
@@ -483,8 +497,16 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output):
     "Keras's cache, slow on CPU) instead of the domain classifier.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Load a SavedModel that keras_gan did not write (its graph may run any "
+    "op): only for exports whose author you trust.",
+)
 @_one_line_errors
-def evaluate(saved_model_dir, dataset, data_dir, num_samples, seed, inception, as_json):
+def evaluate(
+    saved_model_dir, dataset, data_dir, num_samples, seed, inception, as_json, trust
+):
     """Score an exported generator against a dataset's real images: Frechet
     distance, KID, inception score, precision/recall, density/coverage and class
     coverage in a domain classifier's features, beside the real-vs-real floor."""
@@ -493,7 +515,7 @@ def evaluate(saved_model_dir, dataset, data_dir, num_samples, seed, inception, a
     from keras_gan import evaluation
     from keras_gan import export
 
-    generate = evaluation.from_saved_model(export.load_export(saved_model_dir))
+    generate = evaluation.from_saved_model(export.load_export(saved_model_dir, trust))
     evaluator = evaluation.Evaluator.for_dataset(
         dataset, data_dir, num_samples=num_samples, inception=inception
     )

@@ -38,6 +38,7 @@ from keras_gan import files
 from keras_gan import images
 from keras_gan import networks
 from keras_gan import noise
+from keras_gan import provenance
 from keras_gan.errors import InputError
 
 _VERSION = re.compile(r"^[0-9]+$")
@@ -158,6 +159,7 @@ def export_generator(
             },
             file,
         )
+    provenance.sign(path)
     return str(path)
 
 
@@ -302,12 +304,17 @@ def _alive(pid) -> bool:
     return True
 
 
-def load_export(path):
+def load_export(path, trust: bool = False):
     """Loads an exported generator the way TF Serving does (tag `serve`).
+
+    A SavedModel's graph can hold any op, so only exports that keras_gan
+    wrote, unchanged, are loaded (see `keras_gan.provenance`) unless `trust`.
 
     Args:
         path: a version folder, or a model's base folder (its newest version is
             loaded).
+        trust: load a SavedModel that keras_gan did not write (or that changed
+            since): only for exports whose author you trust.
 
     Returns:
         The loaded SavedModel; call `.signatures["generate"]` or
@@ -324,6 +331,8 @@ def load_export(path):
                 f"expected saved_models/<name>/<version> or saved_models/<name>."
             )
         path = os.path.join(path, str(found[-1]))
+    if not trust:
+        provenance.verify(path)
     try:
         loaded = tf.saved_model.load(path, tags=["serve"])
     except Exception as error:  # corrupt protobufs raise many types
@@ -348,7 +357,13 @@ def _default_rows(num_images: int) -> int:
 
 
 def sample_grid(
-    saved_model_dir, output, num_images=None, seed=0, num_rows=None, labels=None
+    saved_model_dir,
+    output,
+    num_images=None,
+    seed=0,
+    num_rows=None,
+    labels=None,
+    trust: bool = False,
 ) -> str:
     """Writes a PNG grid of images from an exported generator.
 
@@ -362,13 +377,14 @@ def sample_grid(
             row per class for a conditional export.
         labels: conditional exports only: the classes to show, one row each
             (default: every class).
+        trust: see `load_export`.
 
     Returns:
         `output`.
     """
     if not os.fspath(output).lower().endswith(".png"):
         raise InputError(f"--output must name a .png file; received {output}.")
-    served = load_export(saved_model_dir)
+    served = load_export(saved_model_dir, trust)
     num_classes = export_info(served.keras_gan_path).get("num_classes")
     conditional = (
         "labels" in served.signatures["generate"].structured_input_signature[1]

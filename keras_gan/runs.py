@@ -25,6 +25,7 @@ import keras
 from keras_gan import callbacks as gan_callbacks
 from keras_gan import checkpoints
 from keras_gan import data
+from keras_gan import determinism
 from keras_gan import files
 from keras_gan import networks
 from keras_gan.errors import InputError
@@ -47,6 +48,7 @@ MODEL_SETTINGS = {
     **TRAINING_DEFAULTS,
     "ema": None,
     "mixed_precision": None,
+    "deterministic": False,
 }
 
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
@@ -270,6 +272,7 @@ def train(
     augment: str | None = None,
     ema: float | None = None,
     mixed_precision: str | None = None,
+    deterministic: bool | None = None,
     epochs: int = 30,
     steps_per_execution: int | str = "auto",
     jit_compile: bool | str = "auto",
@@ -310,6 +313,9 @@ def train(
             grids, evaluation and exports; `None` for none.
         mixed_precision: `"mixed_float16"` or `"mixed_bfloat16"`, or `None`
             for float32.
+        deterministic: also turn the backend's op determinism on
+            (`keras_gan.determinism`): with the same seed, bit-equal weights
+            and grids; kept by a resumed run.
         epochs: total number of epochs, counting those of a resumed run.
         steps_per_execution: training steps per compiled call; `"auto"` as in
             `GAN.compile`.
@@ -362,6 +368,7 @@ def train(
         "augment": augment,
         "ema": ema,
         "mixed_precision": mixed_precision,
+        "deterministic": deterministic,
     }
     schedule = {
         "epochs": epochs,
@@ -388,6 +395,10 @@ def train(
                 f"expected one of: {', '.join(MIXED_PRECISION)}."
             )
         _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
+        if settings["deterministic"]:
+            for line in determinism.enable():
+                if verbose:
+                    print(f"Deterministic: {line}.")
 
         # Everything that can fail on bad input fails before anything is written.
         dataset_ = data.make_dataset(

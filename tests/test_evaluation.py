@@ -211,7 +211,7 @@ def test_cli_evaluate_table_and_json(tmp_path, cache_dir, monkeypatch):
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     other.export(str(tmp_path / "other"), verbose=False)
     bad = runner.invoke(cli.cli, ["evaluate", str(tmp_path / "other"), "--dataset",
-                                  "digits"])  # fmt: skip
+                                  "digits", "--trust"])  # fmt: skip
     assert bad.exit_code == 1 and "no 'generate' signature" in bad.output
     wide = keras_gan.networks.mlp_generator(4, (6, 6, 1))
     export.export_version(wide, tmp_path / "wide")

@@ -143,12 +143,14 @@ def test_load_export_bad_inputs(tmp_path):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "saved_model.pb").write_bytes(b"\x08\x96\x01garbage")
-    with pytest.raises(InputError, match="Cannot load the SavedModel"):
+    with pytest.raises(InputError, match="Refusing to load .* no assets.extra"):
         export.load_export(corrupt)
+    with pytest.raises(InputError, match="Cannot load the SavedModel"):
+        export.load_export(corrupt, trust=True)
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     other.export(str(tmp_path / "other"), verbose=False)
     with pytest.raises(InputError, match="no 'generate' signature"):
-        export.load_export(tmp_path / "other")
+        export.load_export(tmp_path / "other", trust=True)
 
 
 def test_sample_grid_writes_a_png(tmp_path):

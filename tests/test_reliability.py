@@ -271,6 +271,37 @@ def test_the_same_seed_gives_the_same_initial_weights_and_another_seed_not(tmp_p
     assert not np.array_equal(first[kernel], other[kernel])
 
 
+@pytest.mark.backends
+def test_deterministic_runs_give_bit_equal_weights_and_grids(tmp_path):
+    short = ["--epochs", "2", "--checkpoint-every", "28", "--sample-every", "1"]
+
+    def run(name, seed, *extra):
+        code, output = _run(tmp_path, name, *short, "--seed", str(seed), *extra)
+        assert code == 0, output
+        folder = tmp_path / "runs" / name
+        grids = {
+            path.name: path.read_bytes()
+            for path in sorted((folder / "samples").glob("*.png"))
+        }
+        state = folder / "checkpoint" / "step-000000056" / "state.weights.h5"
+        return output, _weights(state), grids
+
+    output, first, first_grids = run("a", 5, "--deterministic")
+    assert "Deterministic: " in output, output
+    _, again, again_grids = run("b", 5, "--deterministic")
+    _assert_same_weights(first, again)
+    assert len(first_grids) == 2 and first_grids == again_grids
+    _, other, other_grids = run("c", 6, "--deterministic")
+    kernel = "generator/layers/dense/vars/0"
+    assert not np.array_equal(first[kernel], other[kernel])
+    assert other_grids != first_grids
+    # A resumed run keeps the setting without the flag.
+    config = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())
+    assert config["deterministic"] is True
+    code, resumed = _run(tmp_path, "a", "--resume", "--epochs", "3")
+    assert code == 0 and "Deterministic: " in resumed, resumed
+
+
 def _tiny_gan():
     from keras_gan import GAN
     from keras_gan import networks
