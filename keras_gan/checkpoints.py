@@ -4,7 +4,9 @@ A checkpoint is a folder `<directory>/step-<global step>/` holding
 
 - `state.weights.h5`: the GAN's weights, both optimizers' variables (moments
   and iteration counts), the noise seed state and the weight average;
-- `meta.json`: the global step, its epoch and batch, the steps per epoch;
+- `meta.json`: the global step, its epoch and batch, the steps per epoch and,
+  mid-epoch, the metrics' state (the sums and counts that the epoch's logged
+  means average), restored when the epoch resumes;
 - `manifest.json`, written last: each file's size and SHA-256.
 
 It is written into a `.staging-*` folder, each file fsynced, then renamed into
@@ -282,6 +284,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._began = self._saved_at = time.monotonic()
         self._epoch = 0
         self._signal = None
+        # A resumed mid-epoch checkpoint's metric state, for the epoch's start.
+        self.resumed_metrics = None
 
     def on_train_begin(self, logs=None):
         self._began = self._saved_at = time.monotonic()
@@ -292,6 +296,15 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        if self.resumed_metrics:
+            # `fit` has just reset the metrics: the interrupted epoch's logs
+            # average its batches before the checkpoint too.
+            for metric in self.model.metrics:
+                values = self.resumed_metrics.get(metric.name)
+                if values is not None and len(values) == len(metric.variables):
+                    for variable, value in zip(metric.variables, values, strict=True):
+                        variable.assign(np.asarray(value, dtype=variable.dtype))
+        self.resumed_metrics = None
 
     def on_train_batch_end(self, batch, logs=None):
         self.step = self._epoch * self.steps_per_epoch + self.batch_offset + batch + 1
@@ -334,6 +347,15 @@ class RunCheckpoint(keras.callbacks.Callback):
             "batch": batch,
             "steps_per_epoch": self.steps_per_epoch,
         }
+        if batch:
+            meta["metrics"] = {
+                metric.name: [
+                    keras.ops.convert_to_numpy(variable).tolist()
+                    for variable in metric.variables
+                ]
+                for metric in self.model.metrics
+                if metric.variables
+            }
         began = time.monotonic()
         self.saved_path = self.manager.save(self.model, meta)
         self.saved_step = self.step

@@ -474,6 +474,8 @@ def train(
             every_n_steps=checkpoint_every,
             every_seconds=checkpoint_seconds,
         )
+        if meta is not None:
+            checkpoint.resumed_metrics = meta.get("metrics")
         callbacks = [
             # First, so that a diverged batch raises before anything is saved.
             gan_callbacks.TerminateOnNonFinite(max_loss=max_loss)

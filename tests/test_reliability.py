@@ -94,13 +94,17 @@ def _latest(tmp_path, name):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The uninterrupted run's final checkpoint."""
+    """The uninterrupted run's final checkpoint's weights, and its log."""
     tmp_path = tmp_path_factory.mktemp("reference")
     code, output = _run(tmp_path, "ref")
     assert code == 0, output[-2000:]
     meta, weights = _final_state(tmp_path, "ref")
     assert meta["step"] == STEPS
-    return weights
+    return weights, _log(tmp_path, "ref")
+
+
+def _log(tmp_path, name):
+    return (tmp_path / "runs" / name / "log.csv").read_text()
 
 
 @pytest.mark.slow
@@ -145,7 +149,9 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
     assert meta["step"] == STEPS
     assert weights["d_optimizer/vars/0"] == STEPS
     assert weights["g_optimizer/vars/0"] == STEPS
-    _assert_same_weights(weights, reference)
+    _assert_same_weights(weights, reference[0])
+    # Every epoch's logged means, interrupted epochs included, as uninterrupted.
+    assert _log(tmp_path, "k") == reference[1]
     print(f"\n20 SIGKILLs survived ({inside_writes} during a checkpoint write)")
     # The kills leave no staging folder behind once a run resumed.
     assert not [
@@ -177,7 +183,11 @@ def test_sigterm_checkpoints_the_current_step_and_resume_continues(tmp_path, ref
     code, output = _run(tmp_path, "t", "--resume")
     assert code == 0, output[-2000:]
     assert f"from step {step}" in output
-    _assert_same_weights(_final_state(tmp_path, "t")[1], reference)
+    _assert_same_weights(_final_state(tmp_path, "t")[1], reference[0])
+    # The interrupted epoch's logged means average its batches before the
+    # SIGTERM too (the checkpoint carries the metrics' state).
+    assert step % 28, "SIGTERM at an epoch's end: nothing mid-epoch tested"
+    assert _log(tmp_path, "t") == reference[1]
 
 
 @pytest.mark.backends
@@ -194,7 +204,7 @@ def test_a_second_writer_is_refused_and_the_first_is_unharmed(tmp_path, referenc
     ]
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, (out + err)[-2000:]
-    _assert_same_weights(_final_state(tmp_path, "two")[1], reference)
+    _assert_same_weights(_final_state(tmp_path, "two")[1], reference[0])
 
 
 def _short_run(tmp_path, name):
