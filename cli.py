@@ -287,8 +287,18 @@ def cli(backend):
     "--checkpoint-every",
     type=click.IntRange(min=1),
     default=None,
-    help="Also checkpoint every N steps.  [default: each epoch's end, every 10 "
-    "minutes, and on SIGTERM/SIGINT]",
+    help="Also checkpoint every N steps (later while checkpoints would exceed "
+    "--checkpoint-budget).  [default: each epoch's end, every 10 minutes, and on "
+    "SIGTERM/SIGINT]",
+)
+@click.option(
+    "--checkpoint-budget",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.05,
+    show_default=True,
+    help="Largest share of the training time that checkpoints at epochs' ends and "
+    "every N steps may take; one that would exceed it waits until it fits (1: no "
+    "limit). The last epoch and SIGTERM always checkpoint.",
 )
 @click.option(
     "--max-loss",
@@ -387,6 +397,9 @@ def train(name, **flags):
         resume=flags["resume"],
         restart=flags["restart"],
         checkpoint_every=flags["checkpoint_every"],
+        checkpoint_budget=None
+        if flags["checkpoint_budget"] >= 1
+        else flags["checkpoint_budget"],
         keep_checkpoints=flags["keep_checkpoints"],
         max_loss=flags["max_loss"],
         runs_dir=flags["runs_dir"],

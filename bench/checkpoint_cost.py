@@ -30,6 +30,7 @@ def one_run(schedule, epochs, folder):
         runs_dir=os.path.join(folder, "runs"),
         export_dir=os.path.join(folder, "saved_models"),
         checkpoint_every=every,
+        checkpoint_budget=None if schedule == "every_epoch" else 0.05,
         keep_checkpoints=1,
         sample_every=epochs,
         verbose=0,

@@ -242,10 +242,12 @@ class CheckpointManager:
 class RunCheckpoint(keras.callbacks.Callback):
     """Checkpoints a run every few steps, at epochs' ends, and on SIGTERM.
 
-    An epoch's end is checkpointed unless writing checkpoints has already
-    taken more than `budget` of the time since training began (small models
-    run epochs faster than a checkpoint is written); the last epoch's end,
-    `every_n_steps`, `every_seconds` and signals always are.
+    An epoch's end and every `every_n_steps` steps are checkpointed while
+    writing checkpoints stays within `budget` of the time since training
+    began: a small model runs epochs (and 100 steps) faster than a checkpoint
+    is written (Keras's weight saving costs ~30 ms even for a tiny network),
+    so a checkpoint that would exceed it waits for the first step at which
+    it fits. The last epoch's end, `every_seconds` and signals always are.
 
     Put it last in the callbacks, so that an epoch's grid, log row and export
     are written before the checkpoint that marks the epoch done.
@@ -257,8 +259,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             the compiled call that reaches it); `None` for epochs only.
         every_seconds: also checkpoint when this long has passed since the
             last one; `None` for never.
-        budget: the largest share of the training time that epoch-end
-            checkpoints may take.
+        budget: the largest share of the training time that epoch-end and
+            step-driven checkpoints may take; `None` for no limit.
     """
 
     def __init__(
@@ -323,18 +325,24 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.every_seconds is not None
             and time.monotonic() - self._saved_at >= self.every_seconds
         )
-        if due or late:
+        if (due and self._affordable()) or late:
             self._save(self._epoch, self.batch_offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = (epoch + 1) * self.steps_per_epoch
         self.batch_offset = 0
         last = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if last or self._affordable():
+            self._save(epoch + 1, 0)
+
+    def _affordable(self) -> bool:
+        """Whether one more checkpoint keeps writing within the budget."""
+        if self.budget is None:
+            return True
         spent = time.monotonic() - self._began
         # The next write is expected to take as long as the average one.
         expected = self.writing_seconds / max(self.written, 1)
-        if last or self.writing_seconds + expected <= self.budget * spent:
-            self._save(epoch + 1, 0)
+        return self.writing_seconds + expected <= self.budget * spent
 
     def _save(self, epoch, batch):
         if self.step == self.saved_step:

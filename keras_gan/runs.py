@@ -286,6 +286,7 @@ def train(
     keep_best: bool = False,
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = 600,
+    checkpoint_budget: float | None = 0.05,
     keep_checkpoints: int = 2,
     restart: bool = False,
     max_loss: float | None = None,
@@ -337,6 +338,11 @@ def train(
             on SIGTERM / SIGINT and every `checkpoint_seconds`.
         checkpoint_seconds: also checkpoint when this long has passed since
             the last checkpoint; `None` for never.
+        checkpoint_budget: the largest share of the training time that
+            checkpoints at epochs' ends and every `checkpoint_every` steps may
+            take (one that would exceed it waits until it fits); `None` for
+            no limit. The last epoch, signals and `checkpoint_seconds` always
+            checkpoint.
         keep_checkpoints: how many of the newest checkpoints stay on disk.
         max_loss: stop (as on a NaN loss) when `d_loss` or `g_loss` exceeds
             this in absolute value; `None` for no bound.
@@ -378,6 +384,7 @@ def train(
         "evaluate_samples": evaluate_samples,
         "checkpoint_every": checkpoint_every,
         "checkpoint_seconds": checkpoint_seconds,
+        "checkpoint_budget": checkpoint_budget,
         "keep_checkpoints": keep_checkpoints,
         "max_loss": max_loss,
     }
@@ -473,6 +480,7 @@ def train(
             steps_per_epoch,
             every_n_steps=checkpoint_every,
             every_seconds=checkpoint_seconds,
+            budget=checkpoint_budget,
         )
         if meta is not None:
             checkpoint.resumed_metrics = meta.get("metrics")

@@ -31,6 +31,7 @@ STEPS = EPOCHS * 28
 FLAGS = [
     "--dataset", "digits", "--latent-dim", "8", "--epochs", str(EPOCHS),
     "--steps-per-execution", "1", "--checkpoint-every", "1", "--sample-every", "4",
+    "--checkpoint-budget", "1",
 ]  # fmt: skip
 
 
@@ -161,6 +162,79 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
     ]
 
 
+def _resources(pid, checkpoint_dir):
+    """(RSS bytes, open files, checkpoint folders, checkpoint bytes) of a run."""
+    with open(f"/proc/{pid}/status") as file:
+        rss = next(int(line.split()[1]) * 1024 for line in file if "VmRSS" in line)
+    open_files = len(os.listdir(f"/proc/{pid}/fd"))
+    folders, size = 0, 0
+    if checkpoint_dir.exists():
+        for entry in checkpoint_dir.iterdir():
+            folders += entry.name.startswith("step-")
+            for root, _, names in os.walk(entry):
+                size += sum(os.path.getsize(os.path.join(root, n)) for n in names)
+    return rss, open_files, folders, size
+
+
+@pytest.mark.slow
+def test_a_long_run_keeps_memory_open_files_and_disk_flat(tmp_path):
+    # 600 epochs of 28 steps (16,800 steps), a checkpoint due every 100 steps.
+    epochs = 600
+    command = [
+        sys.executable, os.path.join(ROOT, "cli.py"), "train", "--name", "soak",
+        "--runs-dir", str(tmp_path / "runs"),
+        "--export-dir", str(tmp_path / "saved_models"),
+        "--dataset", "digits", "--latent-dim", "8", "--epochs", str(epochs),
+        "--checkpoint-every", "100", "--sample-every", "50",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    checkpoint_dir = tmp_path / "runs" / "soak" / "checkpoint"
+    samples = []  # taken once training has begun (a first checkpoint exists)
+    while process.poll() is None:
+        try:
+            sample = _resources(process.pid, checkpoint_dir)
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            break  # the process ended between poll() and the read
+        if sample[2]:
+            samples.append(sample)
+        time.sleep(0.1)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    assert len(samples) >= 40, f"only {len(samples)} samples: run too short"
+    summary = json.loads((tmp_path / "runs" / "soak" / "summary.json").read_text())
+    share = summary["checkpoint_seconds"] / summary["train_seconds"]
+    rss = [s[0] for s in samples]
+    files = [s[1] for s in samples]
+    warm = len(samples) // 4  # the first quarter warms caches up
+    growth = max(rss[warm:]) - rss[warm]
+    print(
+        f"\nsoak: {epochs * 28} steps in {summary['train_seconds']:.1f} s, "
+        f"{summary['checkpoints_written']} checkpoints ({share:.1%} of the time), "
+        f"RSS {rss[warm] / 2**20:.0f} -> {rss[-1] / 2**20:.0f} MiB (max growth "
+        f"{growth / 2**20:.1f} MiB), open files {min(files)}-{max(files)}, "
+        f"checkpoint folders at most {max(s[2] for s in samples)}"
+    )
+    # Memory and open files flat after warm-up; never more than keep (2)
+    # checkpoints, plus the new one for the moment before the oldest goes.
+    assert growth < 24 * 2**20
+    assert max(files[warm:]) <= max(files[:warm]) + 2
+    assert max(s[2] for s in samples) <= 3
+    assert len(list(checkpoint_dir.glob("step-*"))) == 2
+    one = max(s[3] / s[2] for s in samples)
+    assert max(s[3] for s in samples) <= 3 * one
+    # Checkpoints kept within their share of the time (5%, plus the last
+    # epoch's, which is always written).
+    assert share < 0.10
+    assert summary["checkpoints_written"] >= 10
+
+
 @pytest.mark.backends
 def test_sigterm_checkpoints_the_current_step_and_resume_continues(tmp_path, reference):
     process = _start(tmp_path, "t")
@@ -209,12 +283,12 @@ def test_a_second_writer_is_refused_and_the_first_is_unharmed(tmp_path, referenc
 
 def _short_run(tmp_path, name):
     """A finished run of 2 epochs (in this process), its 3 newest checkpoints
-    kept: every 14 steps (14, 28, 42, 56; step-driven checkpoints do not depend
-    on the time that epoch-end ones may be skipped for)."""
+    kept: every 14 steps (14, 28, 42, 56; no time budget, so that which
+    checkpoints are written does not depend on the machine's speed)."""
     result = train(
         tmp_path, "--dataset", "digits", "--name", name, "--latent-dim", "8",
         "--epochs", "2", "--steps-per-execution", "1", "--checkpoint-every", "14",
-        "--keep-checkpoints", "3",
+        "--checkpoint-budget", "1", "--keep-checkpoints", "3",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = tmp_path / "runs" / name / "checkpoint"
@@ -348,7 +422,7 @@ def test_nan_weights_are_never_checkpointed_and_the_last_good_one_stays(tmp_path
     dataset = data.dataset_from_arrays(images, batch_size=64, seed=0)
     gan = _tiny_gan()
     manager = checkpoints.CheckpointManager(tmp_path)
-    checkpoint = checkpoints.RunCheckpoint(manager, 28, every_n_steps=1)
+    checkpoint = checkpoints.RunCheckpoint(manager, 28, every_n_steps=1, budget=None)
     with pytest.raises(TrainingDivergedError, match="NaN or infinite values at step 6"):
         gan.fit(dataset, epochs=1, callbacks=[_PoisonAt(5), checkpoint], verbose=0)
     assert [os.path.basename(f) for f in manager.checkpoints()] == [
