@@ -309,15 +309,15 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.resumed_metrics = None
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step = self._epoch * self.steps_per_epoch + self.batch_offset + batch + 1
+        done = self.batch_offset + batch + 1  # batches of this epoch
+        self.step = self._epoch * self.steps_per_epoch + done
+        if done >= self.steps_per_epoch:
+            # The epoch's end checkpoints it, after its log row, grid and
+            # export: a checkpoint here, then a kill, would skip them.
+            return
         if self._signal is not None:
-            self._save(self._epoch, self.batch_offset + batch + 1)
-            name = signal.Signals(self._signal).name
-            raise Preempted(
-                f"Stopped by {name} at step {self.step} (epoch {self._epoch + 1}); "
-                f"checkpoint {self.saved_path} written. Run the same command "
-                f"with --resume to continue from this step."
-            )
+            self._save(self._epoch, done)
+            self._stop()
         due = self.every_n_steps and self.step - (self.saved_step or 0) >= (
             self.every_n_steps
         )
@@ -326,14 +326,30 @@ class RunCheckpoint(keras.callbacks.Callback):
             and time.monotonic() - self._saved_at >= self.every_seconds
         )
         if (due and self._affordable()) or late:
-            self._save(self._epoch, self.batch_offset + batch + 1)
+            self._save(self._epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = (epoch + 1) * self.steps_per_epoch
         self.batch_offset = 0
         last = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        if last or self._affordable():
+        late = (
+            self.every_seconds is not None
+            and time.monotonic() - self._saved_at >= self.every_seconds
+        )
+        if last or late or self._signal is not None or self._affordable():
             self._save(epoch + 1, 0)
+        if self._signal is not None:
+            self._stop()
+
+    def _stop(self):
+        name = signal.Signals(self._signal).name
+        epoch, batch = divmod(self.step, self.steps_per_epoch)
+        where = f"epoch {epoch + 1}" if batch else f"the end of epoch {epoch}"
+        raise Preempted(
+            f"Stopped by {name} at step {self.step} ({where}); checkpoint "
+            f"{self.saved_path} written. Run the same command with --resume to "
+            f"continue from this step."
+        )
 
     def _affordable(self) -> bool:
         """Whether one more checkpoint keeps writing within the budget."""

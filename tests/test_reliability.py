@@ -20,6 +20,7 @@ from cli_helpers import assert_one_line_error
 from cli_helpers import train
 
 from keras_gan import export
+from keras_gan import provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,36 +114,53 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
     tmp_path, reference
 ):
     rng = random.Random(0)
-    kills, inside_writes = 0, 0
+    kills, inside_writes, inside_exports = 0, 0, 0
+    exports = tmp_path / "saved_models" / "k"
+    every = ["--export-every", "4"]  # versions at epochs 4, 8 and 12
+
+    def exporting():
+        return exports.is_dir() and any(
+            n.startswith(".export-") for n in os.listdir(exports)
+        )
+
     for _ in range(60):  # kills until 20 landed mid-training (at most 60 starts)
         started = (tmp_path / "runs" / "k" / "config.json").exists()
         flags = ["--resume"] if started else []
         before = _latest(tmp_path, "k")
-        process = _start(tmp_path, "k", *flags)
+        process = _start(tmp_path, "k", *flags, *every)
         # Wait for this process's first checkpoint, then kill it at a random
-        # moment among its next steps and writes.
+        # moment among its next steps and writes; the 4th and 9th kills at a
+        # random moment of the next export instead.
         deadline = time.monotonic() + 120
         while _latest(tmp_path, "k") == before and process.poll() is None:
             assert time.monotonic() < deadline, "no checkpoint within 120 s"
             time.sleep(0.02)
+        if kills in (3, 8):
+            while not exporting() and process.poll() is None:
+                assert time.monotonic() < deadline, "no export within 120 s"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.3))
         if process.poll() is not None:
             break  # finished before it could be killed
-        time.sleep(rng.uniform(0, 0.4))
+        time.sleep(rng.uniform(0, 0.4) if kills not in (3, 8) else 0)
         staging = [
             n
             for n in os.listdir(tmp_path / "runs" / "k" / "checkpoint")
             if n.startswith(".staging-")
         ]
+        in_export = exporting()
         process.send_signal(signal.SIGKILL)
         process.communicate()
         if process.returncode != -signal.SIGKILL:
             break  # it ended on its own just before the kill
         kills += 1
         inside_writes += bool(staging)
+        inside_exports += in_export
         if kills == 20:
             break
     assert kills == 20
-    code, output = _run(tmp_path, "k", "--resume")
+    assert inside_exports >= 1
+    code, output = _run(tmp_path, "k", "--resume", *every)
     assert code == 0, output[-2000:]
     meta, weights = _final_state(tmp_path, "k")
     # Exactly epochs x steps_per_epoch steps applied, by the optimizers' own
@@ -153,7 +171,17 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
     _assert_same_weights(weights, reference[0])
     # Every epoch's logged means, interrupted epochs included, as uninterrupted.
     assert _log(tmp_path, "k") == reference[1]
-    print(f"\n20 SIGKILLs survived ({inside_writes} during a checkpoint write)")
+    print(
+        f"\n20 SIGKILLs survived ({inside_writes} during a checkpoint write, "
+        f"{inside_exports} during an export)"
+    )
+    # Every version is complete and unchanged (its signed manifest verifies),
+    # none half-written; the killed exports' staging folders are gone.
+    found = export.versions(exports)
+    assert len(found) >= 3
+    for version in found:
+        provenance.verify(exports / str(version))
+    assert not [n for n in os.listdir(exports) if n.startswith(".export-")]
     # The kills leave no staging folder behind once a run resumed.
     assert not [
         n
