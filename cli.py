@@ -429,6 +429,15 @@ def train(name, **flags):
         click.echo(f"Exported generator: {result.export_path}")
 
 
+# `sample` and `evaluate` load SavedModels: see keras_gan.provenance.
+_TRUST = click.option(
+    "--trust",
+    is_flag=True,
+    help="Load a SavedModel that keras_gan did not write (its graph may run any "
+    "op): only for exports whose author you trust.",
+)
+
+
 @cli.command()
 @click.argument("saved_model_dir", type=click.Path())
 @click.option(
@@ -459,12 +468,7 @@ def train(name, **flags):
     show_default=True,
     help="PNG file of the grid.",
 )
-@click.option(
-    "--trust",
-    is_flag=True,
-    help="Load a SavedModel that keras_gan did not write (its graph may run any "
-    "op): only for exports whose author you trust.",
-)
+@_TRUST
 @_one_line_errors
 def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
     """Write a grid of images from an exported generator (a version folder, or
@@ -510,12 +514,7 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
     "Keras's cache, slow on CPU) instead of the domain classifier.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
-@click.option(
-    "--trust",
-    is_flag=True,
-    help="Load a SavedModel that keras_gan did not write (its graph may run any "
-    "op): only for exports whose author you trust.",
-)
+@_TRUST
 @_one_line_errors
 def evaluate(
     saved_model_dir, dataset, data_dir, num_samples, seed, inception, as_json, trust

@@ -17,7 +17,6 @@ warning line and the previous checkpoint is used; the newest `keep` are kept.
 """
 
 import errno
-import hashlib
 import json
 import math
 import os
@@ -44,14 +43,6 @@ MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "latest"
 
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
-
-
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _reserve(path, model) -> None:
@@ -163,7 +154,7 @@ class CheckpointManager:
             manifest = {
                 name: {
                     "size": os.path.getsize(os.path.join(staging, name)),
-                    "sha256": _sha256(os.path.join(staging, name)),
+                    "sha256": files.sha256(os.path.join(staging, name)),
                 }
                 for name in (STATE_FILE, META_FILE)
             }
@@ -193,7 +184,7 @@ class CheckpointManager:
                 expected = manifest[name]
                 if os.path.getsize(path) != expected["size"]:
                     return None
-                if _sha256(path) != expected["sha256"]:
+                if files.sha256(path) != expected["sha256"]:
                     return None
             with open(os.path.join(folder, META_FILE)) as file:
                 meta = json.load(file)
@@ -321,22 +312,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         due = self.every_n_steps and self.step - (self.saved_step or 0) >= (
             self.every_n_steps
         )
-        late = (
-            self.every_seconds is not None
-            and time.monotonic() - self._saved_at >= self.every_seconds
-        )
-        if (due and self._affordable()) or late:
+        if (due and self._affordable()) or self._late():
             self._save(self._epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = (epoch + 1) * self.steps_per_epoch
         self.batch_offset = 0
         last = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        late = (
-            self.every_seconds is not None
-            and time.monotonic() - self._saved_at >= self.every_seconds
-        )
-        if last or late or self._signal is not None or self._affordable():
+        if last or self._late() or self._signal is not None or self._affordable():
             self._save(epoch + 1, 0)
         if self._signal is not None:
             self._stop()
@@ -349,6 +332,13 @@ class RunCheckpoint(keras.callbacks.Callback):
             f"Stopped by {name} at step {self.step} ({where}); checkpoint "
             f"{self.saved_path} written. Run the same command with --resume to "
             f"continue from this step."
+        )
+
+    def _late(self) -> bool:
+        """Whether `every_seconds` have passed since the last checkpoint."""
+        return (
+            self.every_seconds is not None
+            and time.monotonic() - self._saved_at >= self.every_seconds
         )
 
     def _affordable(self) -> bool:

@@ -290,18 +290,8 @@ def _remove_dead_staging(base_dir):
     """Removes the `.export-<pid>-*` folders of processes that have ended."""
     for name in os.listdir(base_dir):
         match = re.match(r"^\.export-(\d+)-", name)
-        if match and not _alive(int(match.group(1))):
+        if match and not files.process_alive(int(match.group(1))):
             shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def load_export(path, trust: bool = False):

@@ -1,5 +1,6 @@
 """Writing outputs safely: folders checked up front, files replaced atomically."""
 
+import hashlib
 import os
 import tempfile
 
@@ -74,6 +75,29 @@ def output_folder(root, name) -> str:
                     f"folders in {path}."
                 )
     return path
+
+
+def sha256(path) -> str:
+    """The SHA-256 of a file's contents, as hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def process_alive(pid) -> bool:
+    """Whether process `pid` exists (another user's counts): staging folders
+    named after a dead process can be removed."""
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would send CTRL_C_EVENT there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def fsync(path) -> None:

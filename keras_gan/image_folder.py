@@ -1018,18 +1018,6 @@ def _remove_dead_staging(cache_dir, log):
             pid = int(name[len(_STAGING_PREFIX) :].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _process_alive(pid):
+        if pid != os.getpid() and not files.process_alive(pid):
             shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
             log(f"removed {os.path.join(cache_dir, name)}, left by dead process {pid}")
-
-
-def _process_alive(pid):
-    if os.name == "nt":
-        return True  # os.kill(pid, 0) would send CTRL_C_EVENT there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 
+from keras_gan import files
 from keras_gan.errors import UnsafeInputError
 
 MANIFEST = os.path.join("assets.extra", "keras_gan_manifest.json")
@@ -100,13 +101,9 @@ def _files_of(export_dir) -> dict:
             relative = os.path.relpath(path, export_dir)
             if relative == MANIFEST:
                 continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as file:
-                for chunk in iter(lambda: file.read(1 << 20), b""):
-                    digest.update(chunk)
             listed[relative] = {
                 "size": os.path.getsize(path),
-                "sha256": digest.hexdigest(),
+                "sha256": files.sha256(path),
             }
     return listed
 
