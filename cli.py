@@ -131,20 +131,98 @@ def cli(backend):
         )
 
 
+# Extensions of files that are data, not TFDS names.
+_PATH_EXTENSIONS = (
+    ".npy",
+    ".npz",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".gz",
+)
+
+
+def _dataset_name(context, parameter, value):
+    """--dataset takes names; a path gets a hint towards --data-dir."""
+    if value is not None and (
+        os.path.exists(value) or value.lower().endswith(_PATH_EXTENSIONS)
+    ):
+        raise click.BadParameter(
+            f"{value!r} is a path, not a TFDS dataset name; pass it as "
+            f"--data-dir {value} (a folder of images, of IDX files, or a .npy / "
+            ".npz file).",
+            param_hint="--dataset",
+        )
+    return value
+
+
+def _data_options(default_dataset):
+    """The flags naming a data source and its shape, shared by train and
+    evaluate (`keras_gan.data.open_source`)."""
+    shown = f"  [default: {default_dataset}]" if default_dataset else ""
+    options = [
+        click.option(
+            "--dataset",
+            default=None,
+            callback=_dataset_name,
+            help="TFDS image dataset name, or 'digits' (scikit-learn's 8x8 digits, "
+            f"offline).{shown}",
+        ),
+        click.option(
+            "--data-dir",
+            "--data",
+            "data_dir",
+            type=click.Path(),
+            default=None,
+            help="A path, overriding --dataset: a folder of images (PNG, JPEG, "
+            "BMP, GIF, WebP; one subfolder per class for labels), a folder of "
+            "MNIST-format IDX files (e.g. /usr/share/datasets/fashion-mnist), or "
+            "a .npy / .npz file.",
+        ),
+        click.option(
+            "--image-size",
+            default=None,
+            metavar="SIZE",
+            help="Crop every image to this aspect ratio, centred, then resize it "
+            "(bicubic): 64 for 64x64, or HEIGHTxWIDTH such as 64x48. Default: "
+            "the data's own size.",
+        ),
+        click.option(
+            "--channels",
+            type=click.Choice(["1", "3"]),
+            default=None,
+            help="1 (grey) or 3 (RGB) channels for every image. Default: 1 if "
+            "every image is grey, else 3.",
+        ),
+        click.option(
+            "--on-bad-image",
+            type=click.Choice(["fail", "skip"]),
+            default=None,
+            help="An unreadable image file in a folder stops the run (fail, the "
+            "default) or is left out with a line saying why (skip).",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(),
+            default=None,
+            help="Where image folders are decoded to, once (default: "
+            "$KERAS_GAN_CACHE/images or ~/.cache/keras_gan/images).",
+        ),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @cli.command()
-@click.option(
-    "--dataset",
-    default=None,
-    help="TFDS image dataset name, or 'digits' (scikit-learn's 8x8 digits, "
-    "offline).  [default: mnist]",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(),
-    default=None,
-    help="Folder of MNIST-format IDX files (raw or .gz), e.g. "
-    "/usr/share/datasets/fashion-mnist; overrides --dataset.",
-)
+@_data_options("mnist")
 @click.option(
     "--architecture",
     default=None,
@@ -375,6 +453,10 @@ def train(name, **flags):
         name,
         dataset=flags["dataset"],
         data_dir=flags["data_dir"],
+        image_size=flags["image_size"],
+        channels=None if flags["channels"] is None else int(flags["channels"]),
+        on_bad_image=flags["on_bad_image"],
+        cache_dir=flags["cache_dir"],
         architecture=flags["architecture"],
         loss=flags["loss"],
         batch_size=flags["batch_size"],
@@ -449,8 +531,9 @@ _TRUST = click.option(
 @click.option(
     "--labels",
     default=None,
-    help="Conditional exports: comma-separated classes, one row each, e.g. "
-    "0,3,7.  [default: every class]",
+    help="Conditional exports: comma-separated classes, one row each, by index "
+    "(0,3,7) or, for an export trained on class subfolders, by name "
+    "(cats,dogs).  [default: every class]",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed of the latents."
@@ -474,15 +557,9 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
     """Write a grid of images from an exported generator (a version folder, or
     a model's base folder to use its newest version)."""
     from keras_gan import export
-    from keras_gan.errors import InputError
 
     if labels is not None:
-        try:
-            labels = [int(label) for label in labels.split(",")]
-        except ValueError:
-            raise InputError(
-                f"--labels must be comma-separated integers; received {labels!r}."
-            ) from None
+        labels = [label.strip() for label in labels.split(",")]
     path = export.sample_grid(
         saved_model_dir, output, num_images, seed, num_rows, labels=labels, trust=trust
     )
@@ -491,15 +568,7 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
 
 @cli.command()
 @click.argument("saved_model_dir", type=click.Path())
-@click.option(
-    "--dataset", default="mnist", show_default=True, help="TFDS name or 'digits'."
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(),
-    default=None,
-    help="Folder of MNIST-format IDX files; overrides --dataset.",
-)
+@_data_options("mnist")
 @click.option(
     "--num-samples",
     type=click.IntRange(min=10),
@@ -516,20 +585,28 @@ def sample(saved_model_dir, num_images, labels, seed, num_rows, output, trust):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line.")
 @_TRUST
 @_one_line_errors
-def evaluate(
-    saved_model_dir, dataset, data_dir, num_samples, seed, inception, as_json, trust
-):
+def evaluate(saved_model_dir, num_samples, seed, inception, as_json, trust, **flags):
     """Score an exported generator against a dataset's real images: Frechet
     distance, KID, inception score, precision/recall, density/coverage and class
-    coverage in a domain classifier's features, beside the real-vs-real floor."""
+    coverage in a domain classifier's features, beside the real-vs-real floor.
+    Give the --image-size / --channels the generator was trained with."""
     import json
 
     from keras_gan import evaluation
     from keras_gan import export
 
     generate = evaluation.from_saved_model(export.load_export(saved_model_dir, trust))
+    channels = flags["channels"]
     evaluator = evaluation.Evaluator.for_dataset(
-        dataset, data_dir, num_samples=num_samples, inception=inception
+        flags["dataset"] or "mnist",
+        flags["data_dir"],
+        num_samples=num_samples,
+        inception=inception,
+        image_size=flags["image_size"],
+        channels=None if channels is None else int(channels),
+        on_bad_image=flags["on_bad_image"] or "fail",
+        images_cache_dir=flags["cache_dir"],
+        log=functools.partial(click.echo, err=True),
     )
     result = evaluator.evaluate_generator(
         generate, seed=seed, num_classes=generate.num_classes

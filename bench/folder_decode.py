@@ -73,7 +73,7 @@ def main():
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
     sys.path.insert(0, REPO_DIR)
-    from keras_gan import image_folder
+    from keras_gan.data import folder as image_folder
 
     with tempfile.TemporaryDirectory() as workspace:
         folder = os.path.join(workspace, "images")

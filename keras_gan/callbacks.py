@@ -145,6 +145,8 @@ class GeneratorExporter(keras.callbacks.Callback):
         directory: the model's base path, e.g. `saved_models/<name>`.
         every_n_epochs: also export after every this many epochs; `None` for
             the end of training only.
+        class_names: a conditional generator's class names, kept in each
+            export's `assets.extra/keras_gan.json`.
 
     Example:
 
@@ -153,8 +155,9 @@ class GeneratorExporter(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, directory, every_n_epochs: int | None = None):
+    def __init__(self, directory, every_n_epochs: int | None = None, class_names=None):
         super().__init__()
+        self.class_names = None if class_names is None else list(class_names)
         if every_n_epochs is not None and int(every_n_epochs) < 1:
             raise InputError(
                 f"GeneratorExporter needs every_n_epochs >= 1 or None; received "
@@ -187,12 +190,17 @@ class GeneratorExporter(keras.callbacks.Callback):
             self.model.inference_generator,
             self.directory,
             num_classes=self.model.num_classes,
+            class_names=self.class_names,
         )
         self.exported.append(path)
         self._exported_epoch = epoch
 
     def get_config(self):
-        return {"directory": self.directory, "every_n_epochs": self.every_n_epochs}
+        return {
+            "directory": self.directory,
+            "every_n_epochs": self.every_n_epochs,
+            "class_names": self.class_names,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_gan")
@@ -263,6 +271,8 @@ class Evaluate(keras.callbacks.Callback):
         evaluator: a `keras_gan.evaluation.Evaluator`.
         every_n_epochs: evaluate after every this many epochs.
         export_dir: a model base folder for best-so-far exports, or `None`.
+        class_names: a conditional generator's class names, for those
+            exports (see `GeneratorExporter`).
         seed: seed of the latents of the evaluated samples.
         max_class_share: share of one class above which collapse is reported.
 
@@ -281,6 +291,7 @@ class Evaluate(keras.callbacks.Callback):
         export_dir=None,
         seed: int = 1,
         max_class_share: float = 0.5,
+        class_names=None,
     ):
         super().__init__()
         if int(every_n_epochs) < 1:
@@ -290,6 +301,7 @@ class Evaluate(keras.callbacks.Callback):
         self.evaluator = evaluator
         self.every_n_epochs = int(every_n_epochs)
         self.export_dir = None if export_dir is None else os.fspath(export_dir)
+        self.class_names = None if class_names is None else list(class_names)
         self.seed = int(seed)
         self.max_class_share = float(max_class_share)
         self.results = []
@@ -321,6 +333,7 @@ class Evaluate(keras.callbacks.Callback):
                     self.model.inference_generator,
                     self.export_dir,
                     num_classes=self.model.num_classes,
+                    class_names=self.class_names,
                 )
                 self.best_exports.append(path)
         warning = collapse_warning(result, self.max_class_share)
@@ -332,6 +345,7 @@ class Evaluate(keras.callbacks.Callback):
         return {
             "every_n_epochs": self.every_n_epochs,
             "export_dir": self.export_dir,
+            "class_names": self.class_names,
             "seed": self.seed,
             "max_class_share": self.max_class_share,
         }

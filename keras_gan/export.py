@@ -45,7 +45,11 @@ _VERSION = re.compile(r"^[0-9]+$")
 
 
 def export_generator(
-    generator, path, max_images: int = 4096, num_classes: int | None = None
+    generator,
+    path,
+    max_images: int = 4096,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
 ) -> str:
     """Writes `generator` as a SavedModel with two serving signatures.
 
@@ -56,6 +60,8 @@ def export_generator(
         max_images: the largest `num_images` the `generate` signature accepts,
             so one request cannot exhaust the server's memory.
         num_classes: the number of classes of a conditional generator.
+        class_names: the name of each class (`num_classes` of them), kept in
+            `assets.extra/keras_gan.json`; `sample --labels` accepts them.
 
     Returns:
         `path`, as a string.
@@ -69,8 +75,17 @@ def export_generator(
         seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
     ```
     """
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if num_classes is None or len(class_names) != num_classes:
+            raise InputError(
+                f"{len(class_names)} class names for a generator of "
+                f"{num_classes} classes; expected one name per class."
+            )
     if keras.config.backend() != "tensorflow":
-        return _export_with_tensorflow(generator, path, max_images, num_classes)
+        return _export_with_tensorflow(
+            generator, path, max_images, num_classes, class_names
+        )
     conditional = networks.is_conditional(generator, num_classes)
     latent_dim = int(generator.inputs[0].shape[-1])
     image_shape = [int(size) for size in generator.outputs[0].shape[1:]]
@@ -156,6 +171,7 @@ def export_generator(
                 "latent_dim": latent_dim,
                 "image_shape": image_shape,
                 "num_classes": num_classes,
+                "class_names": class_names,
             },
             file,
         )
@@ -163,7 +179,7 @@ def export_generator(
     return str(path)
 
 
-def _export_with_tensorflow(generator, path, max_images, num_classes):
+def _export_with_tensorflow(generator, path, max_images, num_classes, class_names):
     # A SavedModel is a TensorFlow graph: on the JAX and PyTorch backends the
     # generator's architecture and weights go through a `.keras` file to a
     # TensorFlow-backend process that writes the same export the TensorFlow
@@ -176,6 +192,7 @@ def _export_with_tensorflow(generator, path, max_images, num_classes):
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
         command = [sys.executable, "-m", "keras_gan.export", model_file, path]
         command += [str(max_images), "" if num_classes is None else str(num_classes)]
+        command += [json.dumps(class_names)]
         completed = subprocess.run(command, env=env, capture_output=True, text=True)
     if completed.returncode != 0:
         lines = completed.stderr.strip().splitlines() or ["no output"]
@@ -203,7 +220,11 @@ def versions(base_dir) -> list[int]:
 
 
 def export_version(
-    generator, base_dir, max_images: int = 4096, num_classes: int | None = None
+    generator,
+    base_dir,
+    max_images: int = 4096,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
 ) -> str:
     """Exports `generator` as the next integer version under `base_dir`.
 
@@ -219,7 +240,7 @@ def export_version(
     Args:
         generator: the generator `keras.Model`.
         base_dir: the model's base path, e.g. `saved_models/<name>`.
-        max_images, num_classes: see `export_generator`.
+        max_images, num_classes, class_names: see `export_generator`.
 
     Returns:
         The path of the new version folder.
@@ -236,7 +257,11 @@ def export_version(
     staging = tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=base_dir)
     try:
         export_generator(
-            generator, os.path.join(staging, "model"), max_images, num_classes
+            generator,
+            os.path.join(staging, "model"),
+            max_images,
+            num_classes,
+            class_names,
         )
         with _claiming(base_dir):
             version = max([*versions(base_dir), _high_water(base_dir)]) + 1
@@ -341,6 +366,17 @@ def load_export(path, trust: bool = False):
     return loaded
 
 
+def _class_index(label, names):
+    """A class given by index (int or digits) or, when the export has class
+    names, by name."""
+    if isinstance(label, str) and not label.strip().lstrip("-").isdigit():
+        if names and label.strip() in names:
+            return names.index(label.strip())
+        known = f"one of {names}" if names else "integers (this export has no names)"
+        raise InputError(f"unknown class {label!r}; expected {known}.")
+    return int(label)
+
+
 def _default_rows(num_images: int) -> int:
     # The most square grid: the largest divisor not above the square root.
     return max(d for d in range(1, math.isqrt(num_images) + 1) if num_images % d == 0)
@@ -366,7 +402,8 @@ def sample_grid(
         num_rows: rows of the grid; by default as square as possible, or one
             row per class for a conditional export.
         labels: conditional exports only: the classes to show, one row each
-            (default: every class).
+            (default: every class), as indices or, for an export that has
+            class names, names.
         trust: see `load_export`.
 
     Returns:
@@ -386,7 +423,9 @@ def sample_grid(
         )
     request = {"seed": tf.constant(seed, tf.int64)}
     if conditional:
+        names = export_info(served.keras_gan_path).get("class_names")
         labels = list(range(num_classes)) if labels is None else list(labels)
+        labels = [_class_index(label, names) for label in labels]
         if not labels or min(labels) < 0 or max(labels) >= num_classes:
             raise InputError(
                 f"labels must be classes in [0, {num_classes - 1}]; received {labels}."
@@ -430,12 +469,14 @@ def sample_grid(
 
 
 if __name__ == "__main__":
-    # `python -m keras_gan.export GENERATOR.keras PATH MAX_IMAGES NUM_CLASSES`,
-    # run by `export_generator` on the JAX and PyTorch backends.
-    model_file, target, max_images, num_classes = sys.argv[1:5]
+    # `python -m keras_gan.export GENERATOR.keras PATH MAX_IMAGES NUM_CLASSES
+    # CLASS_NAMES_JSON`, run by `export_generator` on the JAX and PyTorch
+    # backends.
+    model_file, target, max_images, num_classes, class_names = sys.argv[1:6]
     export_generator(
         keras.saving.load_model(model_file, compile=False),
         target,
         int(max_images),
         int(num_classes) if num_classes else None,
+        json.loads(class_names),
     )

@@ -1,6 +1,7 @@
 """A training run on disk: its folder, its settings, its callbacks, its resume.
 
-`runs/<name>/` holds `config.json` (the settings), `checkpoint/` (the
+`runs/<name>/` holds `config.json` (the settings), `class_names.json` (a
+conditional run's class names, when its data has them), `checkpoint/` (the
 newest verified checkpoints: weights, both optimizers, the noise state and
 the step, see `keras_gan.checkpoints`), `samples/` (grids and GIF),
 `log.csv`, `tensorboard/`, `.lock` (held by the process that trains it) and,
@@ -28,6 +29,7 @@ from keras_gan import data
 from keras_gan import determinism
 from keras_gan import files
 from keras_gan import networks
+from keras_gan.data import shapes
 from keras_gan.errors import InputError
 from keras_gan.errors import RunLockedError
 from keras_gan.evaluation import Evaluator
@@ -38,6 +40,9 @@ from keras_gan.models import TRAINING_DEFAULTS
 MODEL_SETTINGS = {
     "dataset": "mnist",
     "data_dir": None,
+    "image_size": None,  # [height, width], or None for the data's own
+    "channels": None,
+    "on_bad_image": "fail",
     "architecture": "mlp",
     "loss": "non_saturating",
     "batch_size": 64,
@@ -257,6 +262,10 @@ def train(
     *,
     dataset: str | None = None,
     data_dir: str | None = None,
+    image_size: int | tuple[int, int] | str | None = None,
+    channels: int | None = None,
+    on_bad_image: str | None = None,
+    cache_dir: str | None = None,
     architecture: str | None = None,
     loss: str | None = None,
     batch_size: int | None = None,
@@ -300,7 +309,15 @@ def train(
     Args:
         name: the run's name: `runs_dir/<name>/` and `export_dir/<name>/`.
         dataset: a TFDS image dataset name or `"digits"`.
-        data_dir: a folder of MNIST-format IDX files (overrides `dataset`).
+        data_dir: a path (overrides `dataset`): a folder of images (class
+            subfolders are labels), a folder of MNIST-format IDX files, or a
+            `.npy` / `.npz` file (see `keras_gan.data.open_source`).
+        image_size: crop and resize every image to this: an int, `(height,
+            width)` or `"64x48"`; `None` keeps the data's size.
+        channels: 1 or 3 to convert every image; `None` keeps grey and colour.
+        on_bad_image: `"fail"` (default) or `"skip"` unreadable image files.
+        cache_dir: where image folders are decoded to (`None`:
+            `keras_gan.data.default_cache_dir()`); not a model setting.
         architecture: a name in `keras_gan.networks.ARCHITECTURES`.
         loss: a name in `keras_gan.losses.LOSSES`.
         batch_size: images per step.
@@ -356,9 +373,16 @@ def train(
     check_name(name)
     run_dir = files.output_folder(runs_dir, name)
     export_base = files.output_folder(export_dir, name)
+    if image_size is not None:
+        if isinstance(image_size, str):
+            image_size = data.parse_image_size(image_size)
+        image_size = list(shapes.checked_image_size(image_size))
     given = {
         "dataset": dataset,
         "data_dir": data_dir,
+        "image_size": image_size,
+        "channels": channels,
+        "on_bad_image": on_bad_image,
         "architecture": architecture,
         "loss": loss,
         "batch_size": batch_size,
@@ -408,13 +432,25 @@ def train(
                     print(f"Deterministic: {line}.")
 
         # Everything that can fail on bad input fails before anything is written.
-        dataset_ = data.make_dataset(
+        data_options = {
+            "image_size": settings["image_size"],
+            "channels": settings["channels"],
+            "on_bad_image": settings["on_bad_image"],
+        }
+        source = data.open_source(
             settings["dataset"],
-            data_dir=settings["data_dir"],
-            batch_size=settings["batch_size"],
+            settings["data_dir"],
+            cache_dir=cache_dir,
+            log=print if verbose else None,
+            with_labels=settings["conditional"],
+            **data_options,
+        )
+        dataset_ = source.pipeline(
+            settings["batch_size"],
             seed=settings["seed"],
             with_labels=settings["conditional"],
         )
+        class_names = source.class_names if settings["conditional"] else None
         steps_per_epoch = int(dataset_.cardinality())
         if steps_per_epoch < 1:
             raise InputError(
@@ -423,7 +459,12 @@ def train(
             )
         try:
             gan, jit_compile, steps_per_execution = _compiled_gan(
-                settings, dataset_, steps_per_epoch, jit_compile, steps_per_execution
+                settings,
+                dataset_,
+                source.num_classes if settings["conditional"] else None,
+                steps_per_epoch,
+                jit_compile,
+                steps_per_execution,
             )
         except Exception as error:
             if not _out_of_memory(error):
@@ -465,12 +506,19 @@ def train(
                 settings["data_dir"],
                 num_samples=evaluate_samples,
                 seed=settings["seed"],
+                train_split=source.arrays(),
+                **data_options,
             )
         files.make_dirs(export_dir)  # saved_models/<name> comes with its export
         if not resume:
             files.atomic_write(
                 os.path.join(run_dir, "config.json"),
                 lambda path: _write_json(path, settings),
+            )
+        if class_names is not None:
+            files.atomic_write(
+                os.path.join(run_dir, "class_names.json"),
+                lambda path: _write_json(path, class_names),
             )
         log_path = os.path.join(run_dir, "log.csv")
         _truncate_log(log_path, step // steps_per_epoch)
@@ -494,10 +542,11 @@ def train(
                 evaluator,
                 every_n_epochs=evaluate_every,
                 export_dir=export_base if keep_best else None,
+                class_names=class_names,
             )
             callbacks.append(evaluate)
         exporter = gan_callbacks.GeneratorExporter(
-            export_base, every_n_epochs=export_every
+            export_base, every_n_epochs=export_every, class_names=class_names
         )
         callbacks += [
             _CSVLogger(log_path, append=True),
@@ -628,13 +677,12 @@ def _segments(dataset, step, steps_per_epoch, epochs):
         yield dataset, epoch, epochs, 0
 
 
-def _compiled_gan(settings, dataset, steps_per_epoch, jit_compile, steps_per_execution):
+def _compiled_gan(
+    settings, dataset, num_classes, steps_per_epoch, jit_compile, steps_per_execution
+):
     """The run's GAN, built from its settings (initial weights from its seed)
     and compiled; returns it with the resolved `jit_compile` and
     `steps_per_execution`."""
-    num_classes = None
-    if settings["conditional"]:
-        num_classes = data.num_classes(settings["dataset"], settings["data_dir"])
     policy = keras.config.dtype_policy()
     try:  # the networks' layers take the global policy when they are built
         keras.config.set_dtype_policy(settings["mixed_precision"] or "float32")

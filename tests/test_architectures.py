@@ -155,6 +155,7 @@ def test_saved_model_as_tf_serving_loads_it(trained, tmp_path):
         "latent_dim": LATENT_DIM,
         "image_shape": list(gan.image_shape),
         "num_classes": gan.num_classes,
+        "class_names": None,
     }
 
     z = np.random.default_rng(2).normal(size=(5, LATENT_DIM)).astype("float32")

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cli
-from keras_gan import data
 from keras_gan import export
+from keras_gan.data import tfds_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--epochs", "2", "--batch-size", "64", "--latent-dim", "8"]
@@ -134,7 +134,7 @@ def test_train_on_an_idx_folder(tmp_path):
 
 
 def test_train_on_a_tfds_dataset(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_can_reach", lambda *args, **kwargs: True)
+    monkeypatch.setattr(tfds_source, "_can_reach", lambda *args, **kwargs: True)
     with tfds.testing.mock_data(num_examples=16):
         result = train(
             tmp_path, "--dataset", "mnist", "--epochs", "1", "--batch-size", "8",

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants as tfds_constants
 
 from keras_gan import data
+from keras_gan.data import tfds_source
 from keras_gan.errors import InputError
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -411,19 +412,19 @@ def no_proxy_env(monkeypatch):
 
 
 def test_can_reach_an_open_port(listener, no_proxy_env):
-    assert data._can_reach("127.0.0.1", listener, timeout=1.0)
+    assert tfds_source._can_reach("127.0.0.1", listener, timeout=1.0)
 
 
 def test_cannot_reach_a_closed_port(no_proxy_env):
     closed = socket.create_server(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
-    assert not data._can_reach("127.0.0.1", port, timeout=1.0)
+    assert not tfds_source._can_reach("127.0.0.1", port, timeout=1.0)
 
 
 def test_can_reach_checks_the_https_proxy(listener, monkeypatch, no_proxy_env):
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listener}")
-    assert data._can_reach("host.invalid", timeout=1.0)
+    assert tfds_source._can_reach("host.invalid", timeout=1.0)
 
 
 # TFDS
@@ -464,7 +465,7 @@ def refuse_preflight(host, *args, **kwargs):
 
 
 def test_mock_mnist_batches(mnist_metadata, monkeypatch):
-    monkeypatch.setattr(data, "_can_reach", refuse_preflight)  # Prepared.
+    monkeypatch.setattr(tfds_source, "_can_reach", refuse_preflight)  # Prepared.
     with tfds.testing.mock_data(num_examples=20, data_dir=str(mnist_metadata)):
         dataset = data.make_dataset("mnist", batch_size=8, seed=0)
         labelled = data.make_dataset("mnist", batch_size=8, with_labels=True)
@@ -508,7 +509,9 @@ def test_mock_mnist_unknown_split(mnist_metadata):
 def test_unprepared_mock_mnist_checks_the_connection_first(monkeypatch):
     # Without metadata, mock_data's builder is unprepared and has no splits.
     hosts = []
-    monkeypatch.setattr(data, "_can_reach", lambda host: hosts.append(host) or True)
+    monkeypatch.setattr(
+        tfds_source, "_can_reach", lambda host: hosts.append(host) or True
+    )
     with tfds.testing.mock_data(num_examples=6):
         dataset = data.make_dataset("mnist", batch_size=3)
         assert [batch.shape for batch in dataset] == [(3, 28, 28, 1)] * 2
@@ -527,21 +530,21 @@ def test_unknown_tfds_dataset():
 )
 def test_tfds_dataset_without_fixed_size_images(name, fragment, monkeypatch):
     # Rejected from the dataset's code, before any download.
-    monkeypatch.setattr(data, "_can_reach", refuse_preflight)
+    monkeypatch.setattr(tfds_source, "_can_reach", refuse_preflight)
     with tfds.testing.mock_data(num_examples=2), pytest.raises(InputError) as error:
         data.make_dataset(name)
     assert_one_line_error(error, repr(name), fragment)
 
 
 def test_tfds_dataset_without_labels(monkeypatch):
-    monkeypatch.setattr(data, "_can_reach", refuse_preflight)
+    monkeypatch.setattr(tfds_source, "_can_reach", refuse_preflight)
     with tfds.testing.mock_data(num_examples=2), pytest.raises(InputError) as error:
         data.make_dataset("celeb_a", with_labels=True)
     assert_one_line_error(error, "with_labels=True", "'celeb_a'")
 
 
 def test_offline_download_fails_fast(tfds_data_dir, no_proxy_env):
-    if data._can_reach(data.DOWNLOAD_HOST):
+    if tfds_source._can_reach(data.DOWNLOAD_HOST):
         pytest.skip(f"{data.DOWNLOAD_HOST} is reachable: this would download MNIST")
     start = time.monotonic()
     with pytest.raises(InputError) as error:
@@ -590,12 +593,12 @@ class KerasGanTinyImages(tfds.core.GeneratorBasedBuilder):
 
 
 def test_real_tfds_dataset_prepared_on_first_use(tfds_data_dir, monkeypatch):
-    monkeypatch.setattr(data, "_can_reach", lambda host: True)
+    monkeypatch.setattr(tfds_source, "_can_reach", lambda host: True)
     dataset = data.make_dataset(
         "keras_gan_tiny_images", batch_size=4, seed=0, with_labels=True
     )
     assert len(list(dataset)) == 3
-    monkeypatch.setattr(data, "_can_reach", refuse_preflight)  # Now prepared.
+    monkeypatch.setattr(tfds_source, "_can_reach", refuse_preflight)  # Now prepared.
     images, labels = data.load_arrays("keras_gan_tiny_images", split="train[:50%]")
     assert images.shape == (6, 8, 8, 1) and labels.dtype == np.int64
     with pytest.raises(InputError) as error:

@@ -56,7 +56,11 @@ def test_classifier_is_accurate_cached_and_verified(digits_classifier, cache_dir
     assert again.weights_sha256 == digits_classifier.weights_sha256
     assert again.accuracy == digits_classifier.accuracy
     # A cached model whose weights no longer match their hash is not trusted.
-    info_path = os.path.join(cache_dir, "digits.json")
+    # The cache is keyed by the training images' content.
+    assert digits_classifier.dataset_key == data.content_key(
+        *data.load_arrays("digits")
+    )
+    info_path = os.path.join(cache_dir, f"{digits_classifier.dataset_key}.json")
     with open(info_path) as file:
         info = json.load(file)
     info["weights_sha256"] = "0" * 64

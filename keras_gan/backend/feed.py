@@ -56,6 +56,9 @@ class DeviceFeed:
         source = in_memory_source(arguments.get("x"))
         if (
             source is None
+            # A streamed file goes to the device as it is only when uint8
+            # (float files may still need scaling from [0, 1]).
+            or (source.streamed and source.images.dtype != np.uint8)
             or arguments.get("y") is not None
             or arguments.get("validation_split")
             or not self._feed_applies()

@@ -15,9 +15,11 @@ reproducible feature space, and class-based numbers are then unavailable.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -115,23 +117,13 @@ class DomainClassifier:
         return features, probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
-def dataset_key(dataset: str = "mnist", data_dir: str | None = None) -> str:
-    """A cache key naming a dataset: its name, or a hash of its IDX images."""
-    if data_dir is None:
-        return dataset.replace("/", "_")
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(data_dir)):
-        if name.startswith("train-images"):
-            with open(os.path.join(data_dir, name), "rb") as file:
-                digest.update(file.read())
-    return f"idx-{digest.hexdigest()[:16]}"
-
-
-def _held_out(dataset, data_dir, images, labels):
+def _held_out(dataset, data_dir, images, labels, data_options):
     # The dataset's test split when it has one, else the last fifth of a fixed
-    # permutation of the training images (digits has a single split).
+    # permutation of the training images (digits and folders have one split).
     try:
-        test_images, test_labels = data.load_arrays(dataset, data_dir, "test")
+        test_images, test_labels = data.load_arrays(
+            dataset, data_dir, "test", **data_options
+        )
     except InputError:
         test_images, test_labels = None, None
     if test_labels is not None:
@@ -143,7 +135,7 @@ def _held_out(dataset, data_dir, images, labels):
 
 
 def train_classifier(
-    images, labels, test_images, test_labels, epochs: int = 8, seed: int = 0
+    images, labels, test_images, test_labels, epochs: int = 8, seed: int = 0, log=None
 ):
     """Trains `classifier_network` and returns `(model, held-out accuracy)`.
 
@@ -152,6 +144,8 @@ def train_classifier(
         test_images, test_labels: held-out images and labels.
         epochs: passes over the training images.
         seed: seed of the initial weights, dropout and order.
+        log: callable taking one line, called after each epoch with its
+            loss and accuracy; `None` for silence.
     """
     keras.utils.set_random_seed(seed)
     num_classes = int(max(labels.max(), test_labels.max())) + 1
@@ -164,8 +158,24 @@ def train_classifier(
         metrics=["accuracy"],
     )
     to_float = lambda x: np.asarray(pixel_ranges.to_model_range(x))  # noqa: E731
+    progress = []
+    if log is not None:
+        progress.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: log(
+                    f"classifier epoch {epoch + 1}/{epochs}: loss "
+                    f"{logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}"
+                )
+            )
+        )
     trainer.fit(
-        to_float(images), labels, batch_size=128, epochs=epochs, verbose=0, shuffle=True
+        to_float(images),
+        labels,
+        batch_size=128,
+        epochs=epochs,
+        verbose=0,
+        shuffle=True,
+        callbacks=progress,
     )
     _, accuracy = trainer.evaluate(
         to_float(test_images), test_labels, batch_size=500, verbose=0
@@ -180,6 +190,7 @@ def load_classifier(
     epochs: int = 12,
     verbose: bool = True,
     train_split=None,
+    **data_options,
 ) -> DomainClassifier:
     """Returns the dataset's domain classifier, training and caching it if needed.
 
@@ -187,13 +198,17 @@ def load_classifier(
     retrained, never trusted.
 
     Args:
-        dataset: `"digits"` or a TFDS dataset name (ignored with `data_dir`).
-        data_dir: folder of MNIST-format IDX files.
+        dataset, data_dir: the source, as in `keras_gan.data.open_source`.
         cache_dir: where classifiers are kept; `default_cache_dir()` if `None`.
         epochs: training epochs when it must be trained.
-        verbose: print a line when training.
+        verbose: print a line to stderr when training, and one per epoch.
         train_split: the training split's `(images, labels)` if the caller
             has loaded it already; loaded here otherwise.
+        **data_options: `image_size`, `channels`, ... as in `open_source`.
+
+    The cache key is derived from the training images' content
+    (`keras_gan.data.content_key`): two different datasets never share a
+    classifier.
 
     Returns:
         A `DomainClassifier`.
@@ -205,7 +220,9 @@ def load_classifier(
     print(classifier.accuracy)  # held-out accuracy, e.g. 0.91
     ```
     """
-    key = dataset_key(dataset, data_dir)
+    if train_split is None:
+        train_split = data.load_arrays(dataset, data_dir, "train", **data_options)
+    key = data.content_key(*train_split)
     cache_dir = files.make_dirs(cache_dir or default_cache_dir())
     model_path = os.path.join(cache_dir, f"{key}.keras")
     info_path = os.path.join(cache_dir, f"{key}.json")
@@ -224,19 +241,25 @@ def load_classifier(
                 )
         except (OSError, ValueError, KeyError):
             pass  # unreadable or tampered with: train again below
-    images, labels = train_split or data.load_arrays(dataset, data_dir, "train")
+    images, labels = train_split
     if labels is None:
         return random_feature_classifier(images.shape[1:], key)
     images, labels, test_images, test_labels = _held_out(
-        dataset, data_dir, images, labels
+        dataset, data_dir, images, labels, data_options
     )
-    if verbose:
-        print(
+    log = functools.partial(print, file=sys.stderr, flush=True) if verbose else None
+    if log:
+        log(
             f"Training the domain classifier of {key} on {len(images)} images "
             f"(once; cached in {cache_dir})..."
         )
     model, accuracy = train_classifier(
-        images, labels, test_images, test_labels, epochs=epochs
+        images,
+        labels,
+        test_images,
+        test_labels,
+        epochs=epochs,
+        log=log,
     )
     digest = weights_hash(model)
     files.atomic_write(model_path, model.save)

@@ -51,7 +51,8 @@ def check_images(images, image_shape=None, name="generated images"):
     if image_shape is not None and tuple(images.shape[1:]) != tuple(image_shape):
         raise InputError(
             f"{name} have shape {tuple(images.shape[1:])} per image; expected "
-            f"{tuple(image_shape)}, the real images' shape."
+            f"{tuple(image_shape)}, the real images' shape (evaluate with the "
+            "--image-size / --channels the generator was trained with)."
         )
     if not np.issubdtype(images.dtype, np.floating):
         raise InputError(
@@ -131,19 +132,39 @@ class Evaluator:
         seed=0,
         cache_dir=None,
         inception=False,
+        train_split=None,
+        images_cache_dir=None,
+        **data_options,
     ):
         """Builds an evaluator on a dataset's training split and its classifier.
+
+        `dataset`, `data_dir` and `data_options` (`image_size`, `channels`,
+        `on_bad_image`, `log`) name the source as in
+        `keras_gan.data.open_source`; `train_split`, its training
+        `(images, labels)` if the caller has loaded them. A labelled source
+        (an image folder with class subfolders too) trains its own domain
+        classifier; an unlabelled one uses the fixed random-feature network.
+        `cache_dir` is the classifiers' cache, `images_cache_dir` the decoded
+        image folders' (`open_source`'s `cache_dir`).
 
         With `inception=True` the features are ImageNet InceptionV3's (standard
         FID, comparable with published numbers; slow on a CPU) instead of the
         domain classifier's.
         """
-        images, labels = data.load_arrays(dataset, data_dir, "train")
+        if train_split is None:
+            train_split = data.load_arrays(
+                dataset, data_dir, "train", cache_dir=images_cache_dir, **data_options
+            )
+        images, labels = train_split
         if inception:
             classifier = inception_classifier(images.shape[1:])
         else:
             classifier = load_classifier(
-                dataset, data_dir, cache_dir=cache_dir, train_split=(images, labels)
+                dataset,
+                data_dir,
+                cache_dir=cache_dir,
+                train_split=(images, labels),
+                **data_options,
             )
         return cls(images, classifier, num_samples=num_samples, seed=seed)
 

@@ -37,6 +37,7 @@ from PIL import Image
 from PIL import UnidentifiedImageError
 
 from keras_gan import files
+from keras_gan.data import shapes
 from keras_gan.errors import InputError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -63,7 +64,6 @@ ON_BAD_IMAGE = ("fail", "skip")
 # Modes whose pixels are one grey level; "P" joins them when its palette is
 # all greys.
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
-SIXTEEN_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
 
 # JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) when the
 # crop still keeps this many times the target size, as `Image.thumbnail`'s
@@ -254,7 +254,9 @@ def read_image(
     >>> read_image("cat.png", image_size=64, channels=3).shape
     (64, 64, 3)
     """
-    return _decode(path, _checked_image_size(image_size), _checked_channels(channels))
+    return _decode(
+        path, shapes.checked_image_size(image_size), shapes.checked_channels(channels)
+    )
 
 
 def decode_folder(
@@ -318,8 +320,8 @@ def decode_folder(
     >>> data.images.shape, data.class_names
     ((1025, 64, 64, 3), ['cats', 'dogs'])
     """
-    image_size = _checked_image_size(image_size)
-    channels = _checked_channels(channels)
+    image_size = shapes.checked_image_size(image_size)
+    channels = shapes.checked_channels(channels)
     if on_bad_image not in ON_BAD_IMAGE:
         raise InputError(
             f"on_bad_image must be one of {', '.join(map(repr, ON_BAD_IMAGE))}; "
@@ -355,8 +357,8 @@ def estimated_bytes(
             f"estimated_bytes needs an image_size and channels; received "
             f"image_size={image_size!r}, channels={channels!r}."
         )
-    height, width = _checked_image_size(image_size)
-    return num_images * height * width * _checked_channels(channels)
+    height, width = shapes.checked_image_size(image_size)
+    return num_images * height * width * shapes.checked_channels(channels)
 
 
 class _FolderDecoder:
@@ -639,34 +641,6 @@ def _is_image_name(name):
     return os.path.splitext(name)[1].lower() in EXTENSIONS
 
 
-def _checked_image_size(image_size):
-    if image_size is None:
-        return None
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    try:
-        height, width = image_size
-    except (TypeError, ValueError):
-        height = width = None
-    for value in (height, width):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            break
-        if value < 1:
-            break
-    else:
-        return int(height), int(width)
-    raise InputError(
-        "image_size must be a positive int or a (height, width) pair of "
-        f"positive ints; received {image_size!r}."
-    )
-
-
-def _checked_channels(channels):
-    if channels is None or (channels in (1, 3) and not isinstance(channels, bool)):
-        return channels
-    raise InputError(f"channels must be 1, 3 or None; received {channels!r}.")
-
-
 @functools.cache
 def _pillow_formats():
     # Pillow registers WEBP only when it was built with libwebp.
@@ -739,15 +713,6 @@ def _is_grey(image):
     return bool((colours == colours[:, :1]).all())
 
 
-def _has_alpha(image):
-    # Image.has_transparency_data, which Pillow 10.0 lacks.
-    return (
-        image.mode in ("LA", "La", "PA", "RGBA", "RGBa")
-        or "transparency" in image.info
-        or (image.mode == "P" and image.palette.mode.endswith("A"))
-    )
-
-
 def _decode(path, image_size, channels):
     with _open(path) as image:
         try:
@@ -757,13 +722,13 @@ def _decode(path, image_size, channels):
                 channels = 1 if _is_grey(image) else 3
             box = None
             if image_size is not None:
-                box = _crop_box(image.size, image_size)
+                box = shapes.crop_box(image.size, image_size)
                 if image.format in ("JPEG", "MPO"):
                     box = _draft(image, box, image_size)
             image.load()
-            image = _converted(image, "L" if channels == 1 else "RGB")
+            image = shapes.converted(image, "L" if channels == 1 else "RGB")
             if image_size is not None:
-                image = _resized(image, box, image_size)
+                image = shapes.resized(image, box, image_size)
             array = np.asarray(image, np.uint8)
         except MemoryError:
             raise
@@ -790,18 +755,6 @@ def _reason(error):
     return f"cannot be decoded ({type(error).__name__}: {text})"
 
 
-def _crop_box(size, image_size):
-    """(left, top, right, bottom) of the largest centred region with the
-    target's aspect ratio: keras.ops.image.resize(crop_to_aspect_ratio=True)."""
-    width, height = size
-    target_height, target_width = image_size
-    crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
-    crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
-    top = int(float(height - crop_height) / 2)
-    left = int(float(width - crop_width) / 2)
-    return (left, top, left + crop_width, top + crop_height)
-
-
 def _draft(image, box, image_size):
     """Lets libjpeg decode at a reduced scale; returns `box` in the reduced
     image's coordinates."""
@@ -819,31 +772,6 @@ def _draft(image, box, image_size):
     right = min(image.size[0], max(left + 1, round(box[2] * scale_x)))
     bottom = min(image.size[1], max(top + 1, round(box[3] * scale_y)))
     return (left, top, right, bottom)
-
-
-def _converted(image, mode):
-    """`image` in `mode` ("L" or "RGB"), 8 bits, alpha composited over black."""
-    if image.mode in SIXTEEN_BIT_MODES:
-        # Pillow's convert("L") clips 16-bit values at 255 instead of scaling.
-        values = np.clip(np.asarray(image), 0, 65535)
-        image = Image.fromarray(np.round(values / 257.0).astype(np.uint8))
-    if _has_alpha(image):
-        rgba = image.convert("RGBA")
-        over_black = Image.new("RGB", image.size)
-        over_black.paste(rgba, mask=rgba.getchannel("A"))
-        image = over_black
-    return image if image.mode == mode else image.convert(mode)
-
-
-def _resized(image, box, image_size):
-    """Crops `box`, then resizes to `image_size`. Cropping first, as Keras
-    does: resize(box=...) would also blend in pixels just outside the box."""
-    if box != (0, 0, *image.size):
-        image = image.crop(box)
-    target = (image_size[1], image_size[0])  # Pillow sizes are (width, height)
-    if image.size == target:
-        return image
-    return image.resize(target, Image.Resampling.BICUBIC)
 
 
 class _NpyRows:
