@@ -9,7 +9,8 @@ evaluator and classifier for all). The two seed-0 runs see the same pixels and
 labels in another order (a folder lists its images by class), so they differ
 as two seeds do.
 
-    python bench/folder_vs_idx.py [--epochs 3] [--work /tmp/keras-gan-folder-vs-idx]
+    python bench/folder_vs_idx.py [--epochs 3] [--mixed-precision mixed_bfloat16]
+                                  [--work /tmp/keras-gan-folder-vs-idx]
 """
 
 import argparse
@@ -62,17 +63,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--work", default="/tmp/keras-gan-folder-vs-idx")
+    parser.add_argument(
+        "--mixed-precision", default=None, help="e.g. mixed_bfloat16 (default: float32)"
+    )
     arguments = parser.parse_args()
     work = arguments.work
     png = os.path.join(work, "png")
     write_png_folder(png)
     flags = [
         "--architecture", "dcgan", "--conditional", "--batch-size", "128",
-        "--mixed-precision", "mixed_bfloat16", "--epochs", str(arguments.epochs),
+        "--epochs", str(arguments.epochs),
         "--runs-dir", os.path.join(work, "runs"),
         "--export-dir", os.path.join(work, "saved_models"),
         "--cache-dir", os.path.join(work, "cache"),
     ]  # fmt: skip
+    if arguments.mixed_precision:
+        flags += ["--mixed-precision", arguments.mixed_precision]
     runs = [("idx-seed0", FASHION, 0), ("png-seed0", png, 0), ("idx-seed1", FASHION, 1)]
     rows = []
     for name, source, seed in runs:
