@@ -197,9 +197,8 @@ def content_key(images: np.ndarray, labels: np.ndarray | None = None) -> str:
     the same key whatever file they came from, and two different datasets
     never share one (e.g. for caching a classifier trained on them)."""
     digest = hashlib.sha256(repr((images.shape, str(images.dtype))).encode())
-    rows = max(1, (64 << 20) // max(1, images[0].nbytes))
-    for start in range(0, len(images), rows):
-        digest.update(np.ascontiguousarray(images[start : start + rows]).data)
+    for chunk in pipeline.chunks(images):
+        digest.update(np.ascontiguousarray(chunk).data)
     if labels is not None:
         digest.update(np.ascontiguousarray(labels, np.int64).data)
     return f"data-{digest.hexdigest()[:16]}"
@@ -249,11 +248,7 @@ def open_source(
         image_size = parse_image_size(image_size)
     image_size = shapes.checked_image_size(image_size)
     channels = shapes.checked_channels(channels)
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise InputError(
-            f"on_bad_image must be one of {', '.join(map(repr, ON_BAD_IMAGE))}; "
-            f"received {on_bad_image!r}."
-        )
+    image_folder.checked_on_bad_image(on_bad_image)
     path = data_dir
     if path is None and (
         isinstance(dataset, os.PathLike) or os.path.exists(os.fspath(dataset))

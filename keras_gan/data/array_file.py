@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 
 from keras_gan.data.pipeline import RANGE_TOLERANCE
+from keras_gan.data.pipeline import chunks
 from keras_gan.errors import InputError
 
 EXTENSIONS = (".npy", ".npz")
@@ -175,9 +176,7 @@ def _value_range(path, images):
     if images.dtype == np.uint8:
         return (0, 255)
     low, high = np.inf, -np.inf
-    rows = max(1, (64 << 20) // max(1, images[0].nbytes))
-    for start in range(0, len(images), rows):
-        chunk = np.asarray(images[start : start + rows])
+    for chunk in chunks(images):
         if not np.isfinite(chunk).all():
             raise InputError(
                 f"{path} holds NaN or infinite values; expected finite floats "

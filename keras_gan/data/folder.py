@@ -322,11 +322,7 @@ def decode_folder(
     """
     image_size = shapes.checked_image_size(image_size)
     channels = shapes.checked_channels(channels)
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise InputError(
-            f"on_bad_image must be one of {', '.join(map(repr, ON_BAD_IMAGE))}; "
-            f"received {on_bad_image!r}."
-        )
+    checked_on_bad_image(on_bad_image)
     if num_workers is None:
         num_workers = min(16, os.cpu_count() or 1)
     if (
@@ -344,6 +340,16 @@ def decode_folder(
     if cache_dir is None:
         return decoder.into_memory()
     return decoder.into_cache(os.path.expanduser(os.fspath(cache_dir)))
+
+
+def checked_on_bad_image(on_bad_image):
+    """`on_bad_image` if it is one of `ON_BAD_IMAGE`, else a one-line error."""
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise InputError(
+            f"on_bad_image must be one of {', '.join(map(repr, ON_BAD_IMAGE))}; "
+            f"received {on_bad_image!r}."
+        )
+    return on_bad_image
 
 
 def estimated_bytes(

@@ -387,6 +387,14 @@ def _as_images(images):
     return images
 
 
+def chunks(images, nbytes=64 << 20):
+    """`images` as in-memory slices of about `nbytes` each: a memory-mapped
+    array is scanned without being read whole."""
+    rows = max(1, nbytes // max(1, images[0].nbytes))
+    for start in range(0, len(images), rows):
+        yield np.asarray(images[start : start + rows])
+
+
 def _scaling(images, value_range):
     """`(scale, offset)` taking float images from `value_range` to [-1, 1],
     after checking (in chunks: a memory-mapped file is not read whole) that
@@ -401,9 +409,7 @@ def _scaling(images, value_range):
     if images.dtype == np.uint8 or images.size == 0:
         return scaling
     low, high, bad = np.inf, -np.inf, 0
-    rows = max(1, (64 << 20) // max(1, images[0].nbytes))  # 64 MiB at a time
-    for start in range(0, len(images), rows):
-        chunk = np.asarray(images[start : start + rows])
+    for chunk in chunks(images):
         finite = np.isfinite(chunk)
         bad += int(chunk.size - np.count_nonzero(finite))
         if bad == 0:
