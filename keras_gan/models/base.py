@@ -17,6 +17,8 @@ contributes only the gradient mechanics, through three hooks:
   records eagerly runs it unrecorded.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -612,6 +614,34 @@ class BaseGAN(keras.Model):
             images = self(z[start:end], labels=batch_labels)
             batches.append(ops.convert_to_numpy(ops.cast(images, "float32")))
         return np.concatenate(batches).astype(np.float32)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """`keras.Model.predict` on latents, one batch per compiled call."""
+        with self._one_step_per_call():
+            return super().predict(
+                x,
+                batch_size=batch_size,
+                verbose=verbose,
+                steps=steps,
+                callbacks=callbacks,
+            )
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate` (see `test_step`), one batch per compiled call."""
+        with self._one_step_per_call():
+            return super().evaluate(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _one_step_per_call(self):
+        # `steps_per_execution` fuses training steps; predicting and scoring
+        # gain nothing from it, and Keras's loops would report each call as
+        # `steps_per_execution` batches (a progress bar of `32/4`).
+        fused = self.steps_per_execution
+        self.steps_per_execution = 1
+        try:
+            yield
+        finally:
+            self.steps_per_execution = fused
 
     def _check_labels(self, labels, num_images):
         if not self.conditional:
