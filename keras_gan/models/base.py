@@ -582,7 +582,8 @@ class BaseGAN(keras.Model):
             num_images: how many images.
             seed: int seed of the latents; the same seed gives the same images
                 here, on every backend and from the exported `generate`
-                signature. `None` draws a seed from NumPy's global generator.
+                signature, to float32 rounding (within 1e-6). `None` draws a
+                seed from NumPy's global generator.
             batch_size: images generated per generator call.
             labels: conditional models only: an int class, or `num_images`
                 ints; `None` cycles through the classes (0, 1, ..., 0, 1, ...).
