@@ -14,7 +14,6 @@ one seed gives the same augmentations on TensorFlow, JAX and PyTorch, eagerly
 and compiled.
 """
 
-
 from keras import ops
 
 from keras_gan import noise

@@ -41,7 +41,10 @@ class DeviceFeed:
     def fit(self, *args, **kwargs):
         """Keras's `fit`; a `dataset_from_arrays` pipeline is read from the
         device instead (see `keras_gan.backend.feed`)."""
-        arguments = inspect.signature(super().fit).bind(*args, **kwargs).arguments
+        # Keras's own signature: the overrides between here and Keras take
+        # (x=None, *args, **kwargs).
+        bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
+        arguments = {k: v for k, v in bound.arguments.items() if k != "self"}
         feed = self._device_feed(arguments)
         if feed is None:
             return super().fit(*args, **kwargs)

@@ -423,10 +423,17 @@ def _scaling(images, value_range):
     if low < first - RANGE_TOLERANCE or high > last + RANGE_TOLERANCE:
         raise InputError(
             f"float images must lie in [{first:g}, {last:g}]; received values in "
-            f"[{low:g}, {high:g}]; expected uint8 in [0, 255] or floats "
-            f"scaled to [{first:g}, {last:g}]."
+            f"[{low:g}, {high:g}]; expected floats scaled to [{first:g}, "
+            f"{last:g}] (uint8 images in [0, 255] go through "
+            f"keras_gan.data.dataset_from_arrays, which scales them)."
         )
     return scaling
+
+
+def check_model_range(images) -> None:
+    """Raises `InputError` unless float `images` are finite and in [-1, 1]
+    (a memory-mapped array is scanned in chunks)."""
+    _scaling(images, (-1.0, 1.0))
 
 
 def _checked_labels(labels, num_images):

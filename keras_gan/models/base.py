@@ -29,6 +29,7 @@ from keras_gan import losses
 from keras_gan import networks
 from keras_gan import noise
 from keras_gan import precision
+from keras_gan.data.pipeline import check_model_range
 from keras_gan.errors import InputError
 
 # The training options of `GAN.compile` and their defaults.
@@ -457,6 +458,13 @@ class BaseGAN(keras.Model):
         else:
             real_images, labels = data, None
         real_images = ops.convert_to_tensor(real_images)
+        dtype = keras.backend.standardize_dtype(real_images.dtype)
+        if not dtype.startswith(("float", "bfloat")):
+            raise InputError(
+                f"The dataset yields {dtype} images; expected floats in [-1, 1] "
+                f"(keras_gan.data.dataset_from_arrays converts uint8 images, or "
+                f"use images / 127.5 - 1)."
+            )
         if self.conditional:
             if labels is None:
                 raise InputError(
@@ -615,6 +623,17 @@ class BaseGAN(keras.Model):
             images = self(z[start:end], labels=batch_labels)
             batches.append(ops.convert_to_numpy(ops.cast(images, "float32")))
         return np.concatenate(batches).astype(np.float32)
+
+    def fit(self, x=None, *args, **kwargs):
+        """`keras.Model.fit`; images given as an array are checked first: a
+        GAN trained on pixels in [0, 255] learns the wrong range silently."""
+        if isinstance(x, np.ndarray) or ops.is_tensor(x):
+            images = np.asarray(ops.convert_to_numpy(x)) if ops.is_tensor(x) else x
+            if np.issubdtype(images.dtype, np.floating):
+                check_model_range(images)
+            else:
+                self._unpack(images[:1])  # its one-line error for non-floats
+        return super().fit(x, *args, **kwargs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """`keras.Model.predict` on latents, one batch per compiled call."""
