@@ -349,3 +349,90 @@ class Evaluate(keras.callbacks.Callback):
             "seed": self.seed,
             "max_class_share": self.max_class_share,
         }
+
+
+# Every hook of keras.callbacks.Callback that `fit`, `evaluate` and `predict` call.
+_HOOKS = tuple(
+    name
+    for name in dir(keras.callbacks.Callback)
+    if name.startswith("on_") and callable(getattr(keras.callbacks.Callback, name))
+)
+
+
+class _OnePlayer:
+    """The GAN as a wrapped callback sees it: `optimizer` is one player's, every
+    other attribute (`stop_training`, `generator`, ...) the GAN's own."""
+
+    def __init__(self, gan, optimizer):
+        object.__setattr__(self, "_gan", gan)
+        object.__setattr__(self, "optimizer", optimizer)
+
+    def __getattr__(self, name):
+        return getattr(self._gan, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._gan, name, value)
+
+
+class ForPlayer(keras.callbacks.Callback):
+    """Applies a Keras callback to one player's optimizer only.
+
+    Keras's learning-rate callbacks act on `model.optimizer`, which for a GAN
+    stands for both players (`GAN.optimizer.optimizers`): `ReduceLROnPlateau`
+    scales both rates, `LearningRateScheduler` maps each. Wrapped, the
+    callback sees the GAN with `optimizer` set to the named player's, and the
+    other player's rate is left alone.
+
+    Args:
+        player: `"discriminator"` or `"generator"`.
+        callback: any `keras.callbacks.Callback`.
+
+    Example:
+
+    ```python
+    gan.fit(dataset, epochs=30, callbacks=[
+        ForPlayer("generator", keras.callbacks.ReduceLROnPlateau(
+            monitor="g_loss", factor=0.5, patience=3))])
+    ```
+    """
+
+    PLAYERS = ("discriminator", "generator")
+
+    def __init__(self, player: str, callback: keras.callbacks.Callback):
+        super().__init__()
+        if player not in self.PLAYERS:
+            raise InputError(
+                f"ForPlayer's player must be one of {', '.join(self.PLAYERS)}; "
+                f"received {player!r}."
+            )
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise InputError(
+                f"ForPlayer wraps a keras.callbacks.Callback; received "
+                f"{type(callback).__name__}."
+            )
+        self.player = player
+        self.callback = callback
+
+    def set_model(self, model):
+        super().set_model(model)
+        _check_gan(model, "ForPlayer")
+        optimizer = getattr(model, f"{self.player[0]}_optimizer", None)
+        if optimizer is None:
+            raise InputError("ForPlayer needs a compiled GAN; call compile() first.")
+        self.callback.set_model(_OnePlayer(model, optimizer))
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params(params)
+
+
+def _forward(hook):
+    def forward(self, *args, **kwargs):
+        return getattr(self.callback, hook)(*args, **kwargs)
+
+    forward.__name__ = hook
+    return forward
+
+
+for _hook in _HOOKS:
+    setattr(ForPlayer, _hook, _forward(_hook))

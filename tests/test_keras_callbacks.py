@@ -8,6 +8,8 @@ import pytest
 from helpers import tiny_gan
 from helpers import tiny_images
 
+import keras_gan
+
 pytestmark = pytest.mark.backends
 
 
@@ -148,3 +150,35 @@ def test_backup_and_restore_resumes_both_players(tmp_path):
     assert len(history.history["d_loss"]) == 1
     for optimizer in (resumed.d_optimizer, resumed.g_optimizer):
         assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 12
+
+
+def test_for_player_reduces_only_the_named_players_rate():
+    gan = _compiled()
+    callback = keras.callbacks.ReduceLROnPlateau(
+        monitor="g_loss", factor=0.5, patience=0, min_delta=1e9, verbose=0
+    )
+    _fit(gan, [keras_gan.callbacks.ForPlayer("generator", callback)], epochs=3)
+    # The first epoch sets the best g_loss, no later one beats it by 1e9: G's
+    # rate halves after epochs 2 and 3, D's stays.
+    np.testing.assert_allclose(_rates(gan), [4e-3, 2.5e-4], rtol=1e-6)
+
+
+def test_for_player_schedules_one_player_and_passes_stop_training_on():
+    gan = _compiled()
+    scheduler = keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate * 0.1)
+    stopper = keras.callbacks.EarlyStopping(monitor="d_loss", patience=0, min_delta=1e9)
+    history = _fit(
+        gan,
+        [
+            keras_gan.callbacks.ForPlayer("discriminator", scheduler),
+            keras_gan.callbacks.ForPlayer("discriminator", stopper),
+        ],
+        epochs=5,
+    )
+    assert len(history.history["d_loss"]) == 2  # stopped through the wrapper
+    np.testing.assert_allclose(_rates(gan), [4e-5, 1e-3], rtol=1e-6)
+
+
+def test_for_player_refuses_an_unknown_player():
+    with pytest.raises(keras_gan.InputError, match="'critic'"):
+        keras_gan.callbacks.ForPlayer("critic", keras.callbacks.History())
