@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_gan import provenance
 from keras_gan.errors import InputError
+from keras_gan.export import onnx
 from keras_gan.export.versions import versions
 
 
@@ -28,7 +29,10 @@ def load_export(path, trust: bool = False):
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise InputError(f"{path} is not a folder; expected an exported SavedModel.")
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+    onnx_model = os.path.join(path, onnx.MODEL_FILE)
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) and not (
+        os.path.exists(onnx_model)
+    ):
         found = versions(path)
         if not found:
             raise InputError(
@@ -36,6 +40,12 @@ def load_export(path, trust: bool = False):
                 f"expected saved_models/<name>/<version> or saved_models/<name>."
             )
         path = os.path.join(path, str(found[-1]))
+        onnx_model = os.path.join(path, onnx.MODEL_FILE)
+    if os.path.exists(onnx_model):
+        raise InputError(
+            f"{path} is an ONNX export; expected a SavedModel (run ONNX exports "
+            f"with onnxruntime)."
+        )
     if not trust:
         provenance.verify(path)
     try:

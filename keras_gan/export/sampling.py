@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras_gan import files
 from keras_gan import images
 from keras_gan.errors import InputError
+from keras_gan.export.info import export_info
 from keras_gan.export.loading import load_export
-from keras_gan.export.saved_model import export_info
 
 
 def _class_index(label, names):

@@ -15,19 +15,14 @@ none (an empty vector), which cycles through the classes 0, 1, ... like
 latent size, image shape and number of classes (TF Serving ignores it).
 """
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
-
 import keras
 import tensorflow as tf
 
 from keras_gan import networks
 from keras_gan import noise
 from keras_gan import provenance
-from keras_gan.errors import InputError
+from keras_gan.export import info
+from keras_gan.export import tensorflow_process
 
 
 def export_generator(
@@ -61,16 +56,11 @@ def export_generator(
         seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
     ```
     """
-    if class_names is not None:
-        class_names = [str(name) for name in class_names]
-        if num_classes is None or len(class_names) != num_classes:
-            raise InputError(
-                f"{len(class_names)} class names for a generator of "
-                f"{num_classes} classes; expected one name per class."
-            )
+    class_names = info.checked_class_names(class_names, num_classes)
     if keras.config.backend() != "tensorflow":
-        return _export_with_tensorflow(
-            generator, path, max_images, num_classes, class_names
+        options = {"max_images": max_images, "num_classes": num_classes}
+        return tensorflow_process.export_in_tensorflow(
+            generator, path, "saved_model", {**options, "class_names": class_names}
         )
     conditional = networks.is_conditional(generator, num_classes)
     latent_dim = int(generator.inputs[0].shape[-1])
@@ -149,50 +139,14 @@ def export_generator(
             input_signature=[seed_spec, count_spec],
         )
     archive.write_out(str(path), verbose=False)
-    extra = os.path.join(str(path), "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with open(os.path.join(extra, "keras_gan.json"), "w") as file:
-        json.dump(
-            {
-                "latent_dim": latent_dim,
-                "image_shape": image_shape,
-                "num_classes": num_classes,
-                "class_names": class_names,
-            },
-            file,
-        )
+    info.write_info(
+        path,
+        {
+            "latent_dim": latent_dim,
+            "image_shape": image_shape,
+            "num_classes": num_classes,
+            "class_names": class_names,
+        },
+    )
     provenance.sign(path)
     return str(path)
-
-
-def _export_with_tensorflow(generator, path, max_images, num_classes, class_names):
-    # A SavedModel is a TensorFlow graph: on the JAX and PyTorch backends the
-    # generator's architecture and weights go through a `.keras` file to a
-    # TensorFlow-backend process that writes the same export the TensorFlow
-    # backend writes (the same graph, the same signatures, no jax2tf custom
-    # calls for TF Serving to support).
-    path = os.fspath(path)
-    with tempfile.TemporaryDirectory(prefix=".keras-gan-export-") as scratch:
-        model_file = os.path.join(scratch, "generator.keras")
-        generator.save(model_file)
-        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-        command = [sys.executable, "-m", "keras_gan.export", model_file, path]
-        command += [str(max_images), "" if num_classes is None else str(num_classes)]
-        command += [json.dumps(class_names)]
-        completed = subprocess.run(command, env=env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        lines = completed.stderr.strip().splitlines() or ["no output"]
-        raise InputError(
-            f"Exporting through TensorFlow failed: {lines[-1][:300]}; expected "
-            f"a generator that TensorFlow can load."
-        )
-    return path
-
-
-def export_info(path) -> dict:
-    """Reads `assets.extra/keras_gan.json` of an export (`{}` if absent)."""
-    try:
-        with open(os.path.join(os.fspath(path), "assets.extra", "keras_gan.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
