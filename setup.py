@@ -16,7 +16,6 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_gan", "keras_gan.*"]),
-    py_modules=["cli"],
     python_requires=">=3.10",
     install_requires=[
         # Keras 3 arrives with TensorFlow 2.16; 3.15 has the safe_mode fixes
@@ -47,5 +46,5 @@ setup(
         "torch": ["torch>=2.4"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
-    entry_points={"console_scripts": ["keras-gan=cli:cli"]},
+    entry_points={"console_scripts": ["keras-gan=keras_gan.cli:main"]},
 )

@@ -14,14 +14,16 @@ one seed gives the same augmentations on TensorFlow, JAX and PyTorch, eagerly
 and compiled.
 """
 
-from collections.abc import Sequence
 
 from keras import ops
 
 from keras_gan import noise
+from keras_gan.choices import AUGMENT_POLICIES
+from keras_gan.choices import parse_policy  # noqa: F401 (keras_gan.augment API)
 from keras_gan.errors import InputError
 
-POLICIES = ("color", "translation", "cutout")
+# The policy names and their parser live with the other choices (no Keras).
+POLICIES = AUGMENT_POLICIES
 
 # Fractions of the image side, as in the reference code.
 _TRANSLATION_RATIO = 1 / 8
@@ -38,42 +40,6 @@ _CUTOUT_RATIO = 1 / 2
     _CUTOUT_COLUMN,
 ) = range(7)
 _NUM_UNIFORMS = 7
-
-
-def parse_policy(policy: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Returns the transform names of an augmentation policy, in order.
-
-    Args:
-        policy: comma-separated names (`"color,translation,cutout"`), a
-            sequence of names, or `None` / `""` for no augmentation. Names come
-            from `POLICIES`, each at most once.
-
-    Returns:
-        A tuple of names; empty for no augmentation.
-
-    Example:
-
-    >>> parse_policy("color, cutout")
-    ('color', 'cutout')
-    """
-    if policy is None:
-        return ()
-    if isinstance(policy, str):
-        names = [name.strip() for name in policy.split(",")] if policy.strip() else []
-    else:
-        names = list(policy)
-    for name in names:
-        if name not in POLICIES:
-            raise InputError(
-                f"Unknown augmentation {name!r} in policy {policy!r}; expected "
-                f"comma-separated names from: {', '.join(POLICIES)}."
-            )
-    if len(set(names)) != len(names):
-        raise InputError(
-            f"Augmentation policy {policy!r} names a transform twice; expected "
-            f"each of {', '.join(POLICIES)} at most once."
-        )
-    return tuple(names)
 
 
 def diff_augment(images, policy, seed):

@@ -29,6 +29,7 @@ from keras_gan import data
 from keras_gan import determinism
 from keras_gan import files
 from keras_gan import networks
+from keras_gan.choices import MIXED_PRECISION
 from keras_gan.data import shapes
 from keras_gan.errors import InputError
 from keras_gan.errors import RunLockedError
@@ -55,8 +56,6 @@ MODEL_SETTINGS = {
     "mixed_precision": None,
     "deterministic": False,
 }
-
-MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -155,8 +155,8 @@ def test_train_on_a_tfds_dataset(tmp_path, monkeypatch):
         (["--data-dir", "/no/such/folder"], ["does not exist"]),
         (["--dataset", "digits", "--name", "../escape"], ["Invalid run name"]),
         (["--dataset", "digits", "--name", "a/b"], ["Invalid run name"]),
-        (["--dataset", "digits", "--architecture", "vit"], ["Unknown architecture"]),
-        (["--dataset", "digits", "--loss", "l1"], ["Unknown loss"]),
+        (["--dataset", "digits", "--architecture", "vit"], ["--architecture", "'vit'"]),
+        (["--dataset", "digits", "--loss", "l1"], ["--loss", "'l1'"]),
         (["--epochs", "0"], ["--epochs"]),
         (["--batch-size", "-3"], ["--batch-size"]),
         (["--learning-rate", "0"], ["--learning-rate"]),
@@ -255,3 +255,6 @@ def test_every_flag_says_what_it_does():
                 text = (param.help or "").strip()
                 # A description, not only a "[default: ...]" tag.
                 assert text and not text.startswith("["), (name, param.opts)
+                # ... and the default, as --help shows it.
+                record = param.get_help_record(click.Context(command))
+                assert "[default: " in record[1], (name, param.opts, record)

@@ -95,8 +95,8 @@ def test_resume_with_another_ema_is_refused(conditional_run):
 
 
 BAD_FLAGS = [
-    (["--loss", "nope"], ["Unknown loss 'nope'"]),
-    (["--architecture", "nope"], ["Unknown architecture 'nope'"]),
+    (["--loss", "nope"], ["--loss", "'nope'"]),
+    (["--architecture", "nope"], ["--architecture", "'nope'"]),
     (["--augment", "nope"], ["Unknown augmentation 'nope'"]),
     (["--mixed-precision", "fp8"], ["--mixed-precision", "fp8"]),
     (["--ema", "1.5"], ["--ema", "1.5"]),

@@ -7,9 +7,8 @@ runs on. Each trainer holds only gradient mechanics and its fast path.
 
 import keras
 
+from keras_gan.choices import BACKENDS as SUPPORTED_BACKENDS
 from keras_gan.errors import InputError
-
-SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def trainer_class():
