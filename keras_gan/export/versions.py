@@ -16,12 +16,13 @@ import keras
 import numpy as np
 
 from keras_gan import files
+from keras_gan.choices import EXPORT_FORMATS
 from keras_gan.errors import InputError
 from keras_gan.export.onnx import export_onnx
 from keras_gan.export.saved_model import export_generator
 
 _VERSION = re.compile(r"^[0-9]+$")
-FORMATS = ("saved_model", "onnx")
+FORMATS = EXPORT_FORMATS
 # ONNX versions' folder inside a model's base folder.
 ONNX_FOLDER = "onnx"
 
