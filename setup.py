@@ -9,6 +9,11 @@ version = re.search(
     r'__version__ = "([^"]+)"', (here / "keras_gan" / "version.py").read_text()
 ).group(1)
 
+# export_version(..., format="onnx"): opset 18 (BitwiseAnd / BitwiseXor, which
+# the latents' hash needs) arrived in onnx 1.13 and onnxruntime 1.14; tf2onnx
+# 1.17 is the first without a protobuf 3.20 pin (TensorFlow 2.21 needs 6.31).
+ONNX = ["onnx>=1.14", "onnxruntime>=1.16", "tf2onnx>=1.17"]
+
 setup(
     name="keras-gan",
     version=version,
@@ -41,8 +46,10 @@ setup(
             "scipy>=1.10",
             "jax>=0.4.30",
             "torch>=2.4",
+            *ONNX,
         ],
         "jax": ["jax>=0.4.30"],
+        "onnx": ONNX,
         "torch": ["torch>=2.4"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },

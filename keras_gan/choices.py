@@ -23,6 +23,9 @@ LOSSES = (
 )
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
+EXPORT_FORMATS = ("saved_model", "onnx")
+# Which generator of a run to export: its weight average if it keeps one.
+EXPORT_GENERATORS = ("auto", "live", "ema")
 
 
 def parse_policy(policy: str | Sequence[str] | None) -> tuple[str, ...]:

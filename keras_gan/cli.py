@@ -553,6 +553,60 @@ def train(name, **flags):
         click.echo(f"Exported generator: {result.export_path}")
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path())
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(choices.EXPORT_FORMATS),
+    default="saved_model",
+    show_default=True,
+    help="saved_model (TF Serving: <export-dir>/<name>/<version>) or onnx "
+    "(onnxruntime: <export-dir>/<name>/onnx/<version>, verified against the "
+    "Keras generator before it is written).",
+)
+@click.option(
+    "--generator",
+    type=click.Choice(choices.EXPORT_GENERATORS),
+    default="auto",
+    show_default=True,
+    help="Which generator: live (the trained one), ema (its weight average, for "
+    "runs trained with --ema-decay) or auto (ema when the run has it, as the "
+    "run's own exports).",
+)
+@click.option(
+    "--export-dir",
+    default="saved_models",
+    show_default=True,
+    type=click.Path(),
+    help="Folder of the exports: the run's versions go to <export-dir>/<name>/.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(),
+    default=None,
+    show_default="$KERAS_GAN_CACHE/images, else ~/.cache/keras_gan/images",
+    help="Where an image folder is decoded to, for a run exported from a "
+    "checkpoint (its data gives the image shape and classes).",
+)
+@_one_line_errors
+def export_command(run_dir, export_format, generator, export_dir, cache_dir):
+    """Export a run's generator as the next version of <export-dir>/<name>: from
+    runs/<name>/gan.keras or, for a run that has not finished, its newest usable
+    checkpoint."""
+    from keras_gan import runs
+
+    path = runs.export_run(
+        run_dir,
+        format=export_format,
+        generator=generator,
+        export_dir=export_dir,
+        cache_dir=cache_dir,
+        log=functools.partial(click.echo, err=True),
+    )
+    click.echo(f"Exported generator: {path}")
+
+
 # `sample` and `evaluate` load SavedModels: see keras_gan.provenance.
 _TRUST = click.option(
     "--trust",

@@ -27,8 +27,11 @@ from keras_gan import callbacks as gan_callbacks
 from keras_gan import checkpoints
 from keras_gan import data
 from keras_gan import determinism
+from keras_gan import export
 from keras_gan import files
 from keras_gan import networks
+from keras_gan.choices import EXPORT_FORMATS
+from keras_gan.choices import EXPORT_GENERATORS
 from keras_gan.choices import MIXED_PRECISION
 from keras_gan.data import shapes
 from keras_gan.errors import InputError
@@ -436,18 +439,8 @@ def train(
             "channels": settings["channels"],
             "on_bad_image": settings["on_bad_image"],
         }
-        source = data.open_source(
-            settings["dataset"],
-            settings["data_dir"],
-            cache_dir=cache_dir,
-            log=print if verbose else None,
-            with_labels=settings["conditional"],
-            **data_options,
-        )
-        dataset_ = source.pipeline(
-            settings["batch_size"],
-            seed=settings["seed"],
-            with_labels=settings["conditional"],
+        source, dataset_ = open_data(
+            settings, cache_dir=cache_dir, log=print if verbose else None
         )
         class_names = source.class_names if settings["conditional"] else None
         steps_per_epoch = int(dataset_.cardinality())
@@ -457,13 +450,13 @@ def train(
                 f"expected a pipeline of known length."
             )
         try:
-            gan, jit_compile, steps_per_execution = _compiled_gan(
+            gan, jit_compile, steps_per_execution = build_gan(
                 settings,
-                dataset_,
+                data.image_shape(dataset_),
                 source.num_classes if settings["conditional"] else None,
-                steps_per_epoch,
                 jit_compile,
                 steps_per_execution,
+                steps_per_epoch,
             )
         except Exception as error:
             if not _out_of_memory(error):
@@ -676,12 +669,58 @@ def _segments(dataset, step, steps_per_epoch, epochs):
         yield dataset, epoch, epochs, 0
 
 
-def _compiled_gan(
-    settings, dataset, num_classes, steps_per_epoch, jit_compile, steps_per_execution
+def open_data(settings, cache_dir=None, log=None):
+    """Opens a run's data as the run reads it.
+
+    Args:
+        settings: the run's settings (`MODEL_SETTINGS` keys).
+        cache_dir, log: see `keras_gan.data.open_source`.
+
+    Returns:
+        `(source, dataset)`: the `keras_gan.data.DataSource` and the training
+        pipeline of batches.
+    """
+    source = data.open_source(
+        settings["dataset"],
+        settings["data_dir"],
+        cache_dir=cache_dir,
+        log=log,
+        with_labels=settings["conditional"],
+        image_size=settings["image_size"],
+        channels=settings["channels"],
+        on_bad_image=settings["on_bad_image"],
+    )
+    dataset = source.pipeline(
+        settings["batch_size"],
+        seed=settings["seed"],
+        with_labels=settings["conditional"],
+    )
+    return source, dataset
+
+
+def build_gan(
+    settings,
+    image_shape,
+    num_classes=None,
+    jit_compile="auto",
+    steps_per_execution="auto",
+    steps_per_epoch=None,
 ):
-    """The run's GAN, built from its settings (initial weights from its seed)
-    and compiled; returns it with the resolved `jit_compile` and
-    `steps_per_execution`."""
+    """The GAN of a run, built from its settings as the run builds it (its
+    initial weights from its seed) and compiled, so that the run's
+    checkpoints load into it.
+
+    Args:
+        settings: the run's settings (`MODEL_SETTINGS` keys).
+        image_shape: `(height, width, channels)` of the run's images.
+        num_classes: the classes of a conditional run, else `None`.
+        jit_compile, steps_per_execution: as in `GAN.compile`.
+        steps_per_epoch: batches per epoch, the most steps per execution;
+            `None` for no bound.
+
+    Returns:
+        `(gan, jit_compile, steps_per_execution)`, the last two resolved.
+    """
     policy = keras.config.dtype_policy()
     try:  # the networks' layers take the global policy when they are built
         keras.config.set_dtype_policy(settings["mixed_precision"] or "float32")
@@ -690,7 +729,7 @@ def _compiled_gan(
         generator, discriminator = networks.build(
             settings["architecture"],
             settings["latent_dim"],
-            data.image_shape(dataset),
+            image_shape,
             num_classes=num_classes,
         )
         gan = GAN(
@@ -712,8 +751,9 @@ def _compiled_gan(
             f"--steps-per-execution {steps_per_execution}: the PyTorch backend runs "
             f"one step per call; expected 1 (or the default) there."
         )
-    # More would not run anyway, and would confuse the progress bar.
-    steps_per_execution = min(steps_per_execution, steps_per_epoch)
+    if steps_per_epoch is not None:
+        # More would not run anyway, and would confuse the progress bar.
+        steps_per_execution = min(steps_per_execution, steps_per_epoch)
     gan.compile(
         d_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(settings["learning_rate"], beta_1=0.5),
@@ -723,3 +763,137 @@ def _compiled_gan(
         steps_per_execution=steps_per_execution,
     )
     return gan, jit_compile, steps_per_execution
+
+
+def trained_gan(run_dir, cache_dir=None, log=None):
+    """The GAN a run trained: its `gan.keras` or, if a checkpoint holds a
+    later step (the run was resumed since) or there is no `gan.keras`, its
+    newest usable checkpoint.
+
+    A checkpoint holds weights only: the GAN is built from the run's
+    `config.json` as the run builds it, its data opened (as `--resume` opens
+    it) for the image shape and the classes, and the weights restored.
+
+    Args:
+        run_dir: the run's folder, `runs/<name>`.
+        cache_dir, log: see `keras_gan.data.open_source`.
+
+    Returns:
+        `(gan, source)`: the GAN, and the file or folder its weights came from.
+    """
+    run_dir = os.fspath(run_dir)
+    settings = _stored_settings(run_dir)
+    saved = os.path.join(run_dir, "gan.keras")
+    manager = checkpoints.CheckpointManager(os.path.join(run_dir, "checkpoint"))
+    usable = (manager.verify(folder) for folder in manager.checkpoints())
+    newest = next((int(meta["step"]) for meta in usable if meta is not None), -1)
+    if os.path.exists(saved) and newest <= _final_step(run_dir):
+        # safe_mode (the default) refuses a file whose Lambda would run code.
+        return keras.saving.load_model(saved, compile=False), saved
+    if not manager.checkpoints() and not manager.ever_saved():
+        raise InputError(
+            f"{run_dir} has no gan.keras and no checkpoint; expected a run that "
+            f"trained at least one epoch."
+        )
+    source, dataset = open_data(settings, cache_dir=cache_dir, log=log)
+    num_classes = source.num_classes if settings["conditional"] else None
+    gan, _, _ = build_gan(
+        settings,
+        data.image_shape(dataset),
+        num_classes,
+        jit_compile=False,
+        steps_per_execution=1,
+    )
+    meta = manager.restore(gan)  # NoCheckpointError if none is usable
+    step = os.path.join(manager.directory, f"step-{int(meta['step']):09d}")
+    return gan, step
+
+
+def _stored_settings(run_dir) -> dict:
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise InputError(
+            f"{run_dir} is not a run folder (it has no config.json); expected "
+            f"runs/<name> as written by train."
+        )
+    return resolve_settings(run_dir, resume=True, given={})
+
+
+def _final_step(run_dir) -> int:
+    """The step at which `gan.keras` was saved (`summary.json`'s, written just
+    after it); -1 if unknown."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as file:
+            return int(json.load(file)["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def export_run(
+    run_dir,
+    format: str = "saved_model",
+    generator: str = "auto",
+    export_dir="saved_models",
+    max_images: int = 4096,
+    cache_dir=None,
+    log=None,
+) -> str:
+    """Exports a run's trained generator as the next version of
+    `export_dir/<the run's name>` (see `keras_gan.export.export_version`).
+
+    Args:
+        run_dir: the run's folder, `runs/<name>`; its weights come from
+            `trained_gan`, its class names from `class_names.json`.
+        format: `"saved_model"` or `"onnx"`.
+        generator: `"live"` (the trained generator), `"ema"` (its weight
+            average; the run must keep one) or `"auto"` (the average when the
+            run keeps one, as the run's own exports do).
+        export_dir: parent folder of exported generators.
+        max_images: see `keras_gan.export.export_generator`.
+        cache_dir, log: see `trained_gan`.
+
+    Returns:
+        The path of the new version folder.
+
+    Example:
+
+    ```python
+    export_run("runs/digits", format="onnx")  # saved_models/digits/onnx/1
+    ```
+    """
+    run_dir = os.fspath(run_dir)
+    if format not in EXPORT_FORMATS:
+        raise InputError(
+            f"Unknown export format {format!r}; expected one of "
+            f"{', '.join(EXPORT_FORMATS)}."
+        )
+    if generator not in EXPORT_GENERATORS:
+        raise InputError(
+            f"Unknown generator {generator!r}; expected one of "
+            f"{', '.join(EXPORT_GENERATORS)}."
+        )
+    name = check_name(os.path.basename(os.path.normpath(run_dir)))
+    export_base = files.output_folder(export_dir, name)
+    settings = _stored_settings(run_dir)
+    if generator == "ema" and settings["ema"] is None:
+        raise InputError(
+            f"generator='ema' but {run_dir} was trained without a weight average "
+            f"(ema is None in its config.json); expected 'live' or 'auto'."
+        )
+    gan, _ = trained_gan(run_dir, cache_dir=cache_dir, log=log)
+    chosen = {
+        "auto": gan.inference_generator,
+        "live": gan.generator,
+        "ema": gan.ema_generator,
+    }[generator]
+    class_names = None
+    if os.path.exists(os.path.join(run_dir, "class_names.json")):
+        with open(os.path.join(run_dir, "class_names.json")) as file:
+            class_names = json.load(file)
+    return export.export_version(
+        chosen,
+        export_base,
+        max_images,
+        num_classes=gan.num_classes,
+        class_names=class_names,
+        format=format,
+    )

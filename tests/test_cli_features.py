@@ -3,6 +3,8 @@ losses, penalties, augmentation and mixed precision, on the offline digits."""
 
 import csv
 import json
+import os
+import shutil
 
 import keras
 import numpy as np
@@ -83,6 +85,34 @@ def test_sample_refuses_labels_the_export_cannot_take(conditional_run, tmp_path)
     result = _sample(unconditional, "--labels", "1", "--output", output)
     assert_one_line_error(result, "conditional exports", "unconditional")
     assert not output.exists()
+
+
+def test_export_of_a_conditional_checkpoint_to_onnx_takes_labels(
+    conditional_run, tmp_path
+):
+    import onnxruntime
+
+    # A run that has not finished: the GAN is built from config.json and its
+    # data's classes, then the newest checkpoint restored.
+    unfinished = tmp_path / "runs" / "cond"
+    shutil.copytree(conditional_run / "runs" / "cond", unfinished)
+    os.remove(unfinished / "gan.keras")
+    result = CliRunner().invoke(
+        cli.cli,
+        ["export", str(unfinished), "--format", "onnx",
+         "--export-dir", str(tmp_path / "exports")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = result.output.strip().splitlines()[-1].removeprefix("Exported generator: ")
+    assert path == str(tmp_path / "exports" / "cond" / "onnx" / "1")
+    assert export.export_info(path)["num_classes"] == 10
+    gan = keras.saving.load_model(conditional_run / "runs" / "cond" / "gan.keras")
+    z = np.random.default_rng(0).normal(size=(10, 8)).astype("float32")
+    labels = np.arange(10, dtype="int32")
+    session = onnxruntime.InferenceSession(os.path.join(path, "model.onnx"))
+    (images,) = session.run(["images"], {"z": z, "labels": labels})
+    expected = keras.ops.convert_to_numpy(gan.inference_generator([z, labels]))
+    np.testing.assert_allclose(images, expected, atol=1e-5)
 
 
 def test_resume_with_another_ema_is_refused(conditional_run):
