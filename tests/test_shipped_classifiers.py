@@ -58,10 +58,19 @@ def test_shipped_digits_classifier_is_used_without_training(tmp_path, monkeypatc
     assert record["data_sha256"] == digest
     assert classifier.dataset_key == f"digits-{digest[:16]}-{ARCHITECTURE}"
     assert not cache.exists()  # nothing trained, nothing cached
-    # Its predictions are those of a trained classifier.
+    # Its predictions are those of a trained classifier, compiled (from
+    # COMPILED_PREDICT_MIN_IMAGES on) or eager alike.
     images, labels = data.load_arrays("digits")
-    _, probabilities = classifier.predict(images[:200].astype("float32") / 127.5 - 1)
-    assert np.mean(np.argmax(probabilities, axis=-1) == labels[:200]) > 0.95
+    images = images.astype("float32") / 127.5 - 1
+    many = np.concatenate([images, images])[
+        : classifier_module.COMPILED_PREDICT_MIN_IMAGES
+    ]
+    features, probabilities = classifier.predict(many)
+    eager_features, eager_probabilities = classifier.predict(images[:200])
+    np.testing.assert_allclose(features[:200], eager_features, atol=1e-4)
+    np.testing.assert_allclose(probabilities[:200], eager_probabilities, atol=1e-5)
+    accuracy = np.mean(np.argmax(probabilities[: len(labels)], axis=-1) == labels)
+    assert accuracy > 0.97  # mostly its training images
 
 
 def _flip_a_byte(copy):

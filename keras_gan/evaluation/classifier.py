@@ -88,6 +88,13 @@ def cache_key(dataset, data_dir, digest: str) -> str:
     return f"{slug or 'data'}-{digest[:16]}-{ARCHITECTURE}"
 
 
+# From this many images on, `DomainClassifier.predict` runs the compiled
+# `keras.Model.predict`: twice as fast as eager calls on a 2-core CPU (20,000
+# Fashion-MNIST images: 2.8 s against 5.7 s), but its tracing (0.2 s for the
+# small CNN, seconds for InceptionV3) costs more than it saves on a few hundred.
+COMPILED_PREDICT_MIN_IMAGES = 2000
+
+
 @dataclasses.dataclass
 class DomainClassifier:
     """A trained (or random-feature) classifier and what is known about it.
@@ -116,15 +123,21 @@ class DomainClassifier:
             images: float array `(n, H, W, C)` in [-1, 1].
             batch_size: images per forward pass.
         """
-        features, logits = [], []
-        for start in range(0, len(images), batch_size):
-            feature, logit = self.model(images[start : start + batch_size])
-            features.append(keras.ops.convert_to_numpy(feature))
-            logits.append(keras.ops.convert_to_numpy(logit))
-        features = np.concatenate(features).astype(np.float32)
+        if len(images) >= COMPILED_PREDICT_MIN_IMAGES:
+            features, logits = self.model.predict(
+                images, batch_size=batch_size, verbose=0
+            )
+        else:
+            features, logits = [], []
+            for start in range(0, len(images), batch_size):
+                feature, logit = self.model(images[start : start + batch_size])
+                features.append(keras.ops.convert_to_numpy(feature))
+                logits.append(keras.ops.convert_to_numpy(logit))
+            features, logits = np.concatenate(features), np.concatenate(logits)
+        features = np.asarray(features, np.float32)
         if self.num_classes is None:
             return features, None
-        logits = np.concatenate(logits).astype(np.float64)
+        logits = np.asarray(logits, np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         return features, probabilities / probabilities.sum(axis=1, keepdims=True)
