@@ -118,6 +118,16 @@ def test_tampered_shipped_file_warns_once_and_is_not_used(
     assert classifier.weights_sha256 != _record("digits")["weights_sha256"]
 
 
+def test_an_unreadable_record_is_left_out_with_a_warning(shipped_copy):
+    record = shipped_copy / "digits.json"
+    record.write_text("{not json")
+    with pytest.warns(UserWarning, match=r"digits\.json is unreadable"):
+        assert [found["name"] for found in shipped.records()] == ["fashion-mnist"]
+    record.write_text('{"name": "digits"}')
+    with pytest.warns(UserWarning, match=r"lacks \['data_sha256', "):
+        assert [found["name"] for found in shipped.records()] == ["fashion-mnist"]
+
+
 def test_other_data_is_trained_with_a_progress_bar_under_a_named_key(
     tmp_path, monkeypatch, capfd
 ):
