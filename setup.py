@@ -21,6 +21,8 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_gan", "keras_gan.*"]),
+    # The shipped domain classifiers (keras_gan.evaluation.shipped).
+    package_data={"keras_gan.evaluation": ["classifiers/*.npz", "classifiers/*.json"]},
     python_requires=">=3.10",
     install_requires=[
         # Keras 3 arrives with TensorFlow 2.16; 3.15 has the safe_mode fixes

@@ -1,6 +1,7 @@
 """The domain classifier, the Evaluator and the Evaluate callback, on digits."""
 
 import csv
+import functools
 import gzip
 import json
 import math
@@ -49,26 +50,42 @@ def held_out(evaluator):
     return images[rest].astype("float32") / 127.5 - 1.0, labels[rest]
 
 
-def test_classifier_is_accurate_cached_and_verified(digits_classifier, cache_dir):
-    assert digits_classifier.accuracy > 0.93  # 8x8 digits, held-out fifth
+def test_digits_use_the_shipped_classifier(digits_classifier):
+    assert digits_classifier.origin == "shipped"
+    assert digits_classifier.accuracy > 0.97  # 8x8 digits, held-out fifth
     assert digits_classifier.num_classes == 10
-    again = classifier_module.load_classifier("digits", cache_dir=cache_dir)
-    assert again.weights_sha256 == digits_classifier.weights_sha256
-    assert again.accuracy == digits_classifier.accuracy
-    # A cached model whose weights no longer match their hash is not trusted.
-    # The cache is keyed by the training images' content.
-    assert digits_classifier.dataset_key == data.content_key(
-        *data.load_arrays("digits")
+
+
+def test_trained_classifier_is_cached_and_verified(cache_dir):
+    images, labels = data.load_arrays("digits")
+    subset = (images[:1000], labels[:1000])  # not the shipped classifier's data
+    load = functools.partial(
+        classifier_module.load_classifier,
+        "digits",
+        cache_dir=cache_dir,
+        train_split=subset,
+        verbose=False,
     )
-    info_path = os.path.join(cache_dir, f"{digits_classifier.dataset_key}.json")
+    trained = load(epochs=2)
+    assert trained.origin == "trained" and trained.num_classes == 10
+    again = load()
+    assert again.origin == "cached"
+    assert again.weights_sha256 == trained.weights_sha256
+    assert again.accuracy == trained.accuracy
+    # The cache is keyed by the training images' content.
+    assert trained.dataset_key == classifier_module.cache_key(
+        "digits", None, data.content_digest(*subset)
+    )
+    # A cached model whose weights no longer match their hash is not trusted.
+    info_path = os.path.join(cache_dir, f"{trained.dataset_key}.json")
     with open(info_path) as file:
         info = json.load(file)
+    assert info["epochs"] == 2
     info["weights_sha256"] = "0" * 64
     with open(info_path, "w") as file:
         json.dump(info, file)
-    retrained = classifier_module.load_classifier(
-        "digits", cache_dir=cache_dir, epochs=1, verbose=False
-    )
+    retrained = load(epochs=1)
+    assert retrained.origin == "trained"
     assert retrained.weights_sha256 != "0" * 64
     with open(info_path) as file:
         assert json.load(file)["epochs"] == 1

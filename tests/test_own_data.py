@@ -508,10 +508,10 @@ def test_evaluate_on_own_folders(conditional_folder_run, png_folder, monkeypatch
          "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
-    assert any("classifier epoch 12/12" in line for line in lines)
-    scores = json.loads(lines[-1])
-    assert scores["classifier"]["dataset"].startswith("data-")
+    assert "Epoch 12/12" in result.stderr  # Keras's progress bar, on stderr
+    scores = json.loads(result.stdout)  # stdout: the JSON line alone
+    folder_name = os.path.basename(os.path.normpath(png_folder))
+    assert scores["classifier"]["dataset"].startswith(f"{folder_name}-")
     assert scores["inception_score"] is not None  # a labelled folder's classifier
     assert np.isfinite(scores["frechet_distance"])
     # An unlabelled folder (the same images, flat) uses the fixed features.

@@ -50,6 +50,7 @@ __all__ = [
     "IN_MEMORY_MAX_BYTES",
     "OFFLINE_SOURCES",
     "DataSource",
+    "content_digest",
     "content_key",
     "InMemorySource",
     "dataset_from_arrays",
@@ -192,16 +193,22 @@ def _labelled(kind, split="train"):
     return _LABELLED
 
 
-def content_key(images: np.ndarray, labels: np.ndarray | None = None) -> str:
-    """A key derived from images' (and labels') content: the same pixels give
-    the same key whatever file they came from, and two different datasets
-    never share one (e.g. for caching a classifier trained on them)."""
+def content_digest(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """The SHA-256 (hex) of images' shape, dtype and pixels, and of their
+    labels: the same pixels give the same digest whatever file they came from,
+    and two different datasets never share one."""
     digest = hashlib.sha256(repr((images.shape, str(images.dtype))).encode())
     for chunk in pipeline.chunks(images):
         digest.update(np.ascontiguousarray(chunk).data)
     if labels is not None:
         digest.update(np.ascontiguousarray(labels, np.int64).data)
-    return f"data-{digest.hexdigest()[:16]}"
+    return digest.hexdigest()
+
+
+def content_key(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """`data-` and the first 16 hex digits of `content_digest`: a short key
+    for caching something derived from a dataset."""
+    return f"data-{content_digest(images, labels)[:16]}"
 
 
 def open_source(

@@ -180,8 +180,8 @@ class Evaluator:
         Returns:
             A dict with the `SCALARS` (class-based ones `None` without a
             labelled classifier), `missing_classes`, `class_shares`,
-            `num_samples`, `seconds`, `classifier` (its dataset, accuracy and
-            weights hash) and `floor` (the same scalars for real images).
+            `num_samples`, `seconds`, `classifier` (its key, origin, accuracy
+            and weights hash) and `floor` (the same scalars for real images).
         """
         start = time.perf_counter()
         images = check_images(images, self.image_shape)
@@ -233,6 +233,7 @@ class Evaluator:
             result["floor"] = {key: self.floor[key] for key in SCALARS}
             result["classifier"] = {
                 "dataset": self.classifier.dataset_key,
+                "origin": self.classifier.origin,
                 "accuracy": self.classifier.accuracy,
                 "weights_sha256": self.classifier.weights_sha256,
             }
@@ -334,13 +335,15 @@ def format_table(result: dict) -> str:
         lines.append(f"{key:<24}{_fmt(value):>12}{floor:>12}")
     classifier = result["classifier"]
     accuracy = classifier["accuracy"]
+    # Results saved before classifiers had an origin lack it.
+    origin = f"{classifier['origin']}, " if classifier.get("origin") else ""
     lines.append(
         f"n = {result['num_samples']} per set, {result['seconds']:.1f} s; "
-        f"classifier {classifier['dataset']} "
+        f"classifier {classifier['dataset']} ({origin}"
         + (
-            f"(held-out accuracy {accuracy:.2%}, "
+            f"held-out accuracy {accuracy:.2%}, "
             if accuracy is not None
-            else "(no class predictions, "
+            else "no class predictions, "
         )
         + f"weights {classifier['weights_sha256'][:12]})"
     )
