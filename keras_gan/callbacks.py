@@ -35,22 +35,38 @@ class SampleGrid(keras.callbacks.Callback):
     `directory/epoch_0001.png`, ... and `directory/samples.gif`, the grids of
     every epoch in the folder in order.
 
+    With `log_dir`, each grid is also a TensorBoard image: tag `samples`, in
+    the run `log_dir/samples/` (beside the `train/` and `validation/` runs of
+    `keras.callbacks.TensorBoard(log_dir)`), at the step of that callback's
+    epoch scalars, the epoch's index: `epoch_0001.png` is step 0. Each
+    training session appends an event file, so a resumed run continues the
+    series.
+
     Args:
         directory: folder of the PNG grids and the GIF.
         num_rows: the grid is `num_rows x num_rows` images; for a
             conditional model, one row of `num_rows` images per class.
         every_n_epochs: write a grid after every this many epochs.
         seed: int seed of the fixed latents.
+        log_dir: a TensorBoard log folder for the grids too, or `None`.
 
     Example:
 
     ```python
-    gan.fit(dataset, epochs=10, callbacks=[SampleGrid("runs/demo/samples")])
+    gan.fit(dataset, epochs=10, callbacks=[
+        keras.callbacks.TensorBoard("runs/demo/tensorboard"),
+        SampleGrid("runs/demo/samples", log_dir="runs/demo/tensorboard"),
+    ])
     ```
     """
 
     def __init__(
-        self, directory, num_rows: int = 8, every_n_epochs: int = 1, seed: int = 0
+        self,
+        directory,
+        num_rows: int = 8,
+        every_n_epochs: int = 1,
+        seed: int = 0,
+        log_dir=None,
     ):
         super().__init__()
         if int(num_rows) < 1 or int(every_n_epochs) < 1:
@@ -62,9 +78,11 @@ class SampleGrid(keras.callbacks.Callback):
         self.num_rows = int(num_rows)
         self.every_n_epochs = int(every_n_epochs)
         self.seed = int(seed)
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._latents = None
         self._labels = None
         self._grid_shape = None  # of the grids written by this callback
+        self._writer = None
 
     def on_train_begin(self, logs=None):
         _check_gan(self.model, "SampleGrid")
@@ -82,12 +100,33 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_n_epochs == 0:
-            self.write_grid(os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png"))
+            path = os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png")
+            grid = self.write_grid(path)
+            if self.log_dir is not None:
+                self._log_image(grid, epoch)
+
+    def _log_image(self, grid, epoch):
+        # tf.summary, as Keras's TensorBoard callback, on every backend: the
+        # grid is already NumPy.
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, "samples")
+            )
+        with self._writer.as_default():
+            tf.summary.image("samples", grid[None], step=epoch)
+        # Readable now, and kept if training later raises before on_train_end.
+        self._writer.flush()
 
     def on_train_end(self, logs=None):
         """Writes the GIF of the folder's grids; files there that are not
         grids of this model's shape (or not images at all) are left out."""
         from PIL import Image
+
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
         frames = []
         for path in sorted(glob.glob(os.path.join(self.directory, "epoch_*.png"))):
@@ -110,8 +149,12 @@ class SampleGrid(keras.callbacks.Callback):
                 lambda path: images.save_gif(frames, path),
             )
 
-    def write_grid(self, path) -> None:
-        """Writes the grid of the fixed latents, as the model makes them now."""
+    def write_grid(self, path) -> np.ndarray:
+        """Writes the grid of the fixed latents, as the model makes them now.
+
+        Returns:
+            The grid written, a uint8 array `(height, width, channels)`.
+        """
         generated = self.model(self._latents, labels=self._labels, training=False)
         grid = images.image_grid(
             generated,
@@ -122,6 +165,7 @@ class SampleGrid(keras.callbacks.Callback):
         self._grid_shape = tuple(np.asarray(grid).shape)
         if len(self._grid_shape) == 2:
             self._grid_shape += (1,)
+        return grid
 
     def get_config(self):
         return {
@@ -129,6 +173,7 @@ class SampleGrid(keras.callbacks.Callback):
             "num_rows": self.num_rows,
             "every_n_epochs": self.every_n_epochs,
             "seed": self.seed,
+            "log_dir": self.log_dir,
         }
 
 

@@ -6,8 +6,15 @@ Generators map latents `(batch, latent_dim)` to images `(batch, H, W, C)` in
 Class-conditional networks (`num_classes` given) take a second input, integer
 `labels` of shape `(batch,)`: the generator is called on `[z, labels]`, the
 discriminator on `[images, labels]`.
+
+Every weight's path starts with its network's role, `generator/` or
+`discriminator/` (`generator/hidden/kernel`): the builders build their layers
+under `keras.name_scope(role)`, and `GAN.from_config` rebuilds loaded networks
+under the same scopes. TensorBoard tags weight histograms by path, and PyTorch
+names parameters by it, so the two networks' same-named layers stay apart.
 """
 
+import functools
 import math
 
 import keras
@@ -33,6 +40,33 @@ def check_shapes(image_shape, latent_dim=None):
     return image_shape
 
 
+def built_as(role: str):
+    """Decorates a network builder to build its layers under
+    `keras.name_scope(role)`, so that its weight paths start with `role/`.
+
+    Args:
+        role: the first part of the weight paths, e.g. `"generator"`.
+
+    Example:
+
+    ```python
+    @built_as("generator")
+    def my_generator(latent_dim, image_shape): ...
+    ```
+    """
+
+    def decorate(builder):
+        @functools.wraps(builder)
+        def build(*args, **kwargs):
+            with keras.name_scope(role):
+                return builder(*args, **kwargs)
+
+        return build
+
+    return decorate
+
+
+@built_as("generator")
 def mlp_generator(
     latent_dim: int, image_shape, hidden_units: int = 128, name: str = "generator"
 ) -> keras.Model:
@@ -64,6 +98,7 @@ def mlp_generator(
     return keras.Model(z, images, name=name)
 
 
+@built_as("discriminator")
 def mlp_discriminator(
     image_shape, hidden_units: int = 128, name: str = "discriminator"
 ) -> keras.Model:
@@ -190,6 +225,7 @@ def projection_logit(features, labels, num_classes, wrap=None, name="logit"):
     )
 
 
+@built_as("generator")
 def dcgan_generator(
     latent_dim: int,
     image_shape,
@@ -260,6 +296,7 @@ def dcgan_generator(
     return keras.Model(inputs if num_classes is not None else z, images, name=name)
 
 
+@built_as("discriminator")
 def dcgan_discriminator(
     image_shape,
     num_classes: int | None = None,

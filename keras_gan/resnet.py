@@ -125,6 +125,7 @@ def _down_block(x, channels, downsample, name):
     return layers.Add(name=f"{name}_add")([h, shortcut])
 
 
+@networks.built_as("generator")
 def resnet_generator(
     latent_dim: int,
     image_shape,
@@ -180,6 +181,7 @@ def resnet_generator(
     return keras.Model(inputs, images, name=name)
 
 
+@networks.built_as("discriminator")
 def resnet_discriminator(
     image_shape,
     num_classes: int | None = None,

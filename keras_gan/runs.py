@@ -540,13 +540,15 @@ def train(
         exporter = gan_callbacks.GeneratorExporter(
             export_base, every_n_epochs=export_every, class_names=class_names
         )
+        tensorboard_dir = os.path.join(run_dir, "tensorboard")
         callbacks += [
             _CSVLogger(log_path, append=True),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+            keras.callbacks.TensorBoard(tensorboard_dir),
             gan_callbacks.SampleGrid(
                 os.path.join(run_dir, "samples"),
                 every_n_epochs=sample_every,
                 seed=settings["seed"],
+                log_dir=tensorboard_dir,
             ),
         ]
         if not keep_best:

@@ -134,8 +134,10 @@ class BaseGAN(keras.Model):
         self.ema_decay = None if ema_decay is None else float(ema_decay)
         self.ema_generator = None
         if ema_decay is not None:
-            # Same architecture, weights averaged over training steps.
-            self.ema_generator = keras.models.clone_model(generator)
+            # Same architecture, weights averaged over training steps; its
+            # weight paths start with ema_generator/, apart from the generator's.
+            with keras.name_scope("ema_generator"):
+                self.ema_generator = keras.models.clone_model(generator)
             self.ema_generator.set_weights(generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed, name="latents")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
@@ -737,9 +739,12 @@ class BaseGAN(keras.Model):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         for key in ("generator", "discriminator"):
-            config[key] = keras.saving.deserialize_keras_object(
-                config[key], custom_objects=custom_objects
-            )
+            # Weight paths start with the role, as `keras_gan.networks` builds
+            # them, whatever the file's networks were built under.
+            with keras.name_scope(key):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
         return cls(**config)
 
 
