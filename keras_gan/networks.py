@@ -16,6 +16,7 @@ names parameters by it, so the two networks' same-named layers stay apart.
 
 import functools
 import math
+from collections.abc import Callable
 
 import keras
 from keras import layers
@@ -40,7 +41,7 @@ def check_shapes(image_shape, latent_dim=None):
     return image_shape
 
 
-def built_as(role: str):
+def built_as(role: str) -> Callable[[Callable], Callable]:
     """Decorates a network builder to build its layers under
     `keras.name_scope(role)`, so that its weight paths start with `role/`.
 
@@ -54,14 +55,18 @@ def built_as(role: str):
     def my_generator(latent_dim, image_shape): ...
     ```
     """
+    if not isinstance(role, str) or not role or "/" in role:
+        raise InputError(
+            f"role must be a name without '/', e.g. 'generator'; received {role!r}."
+        )
 
     def decorate(builder):
         @functools.wraps(builder)
-        def build(*args, **kwargs):
+        def build_under_role(*args, **kwargs):
             with keras.name_scope(role):
                 return builder(*args, **kwargs)
 
-        return build
+        return build_under_role
 
     return decorate
 

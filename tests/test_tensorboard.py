@@ -20,6 +20,7 @@ import keras_gan
 from keras_gan import callbacks
 from keras_gan import networks
 from keras_gan import resnet
+from keras_gan.errors import InputError
 
 ROLES = ("generator", "discriminator", "ema_generator")
 
@@ -166,6 +167,23 @@ def test_weight_paths_start_with_the_role_when_built_and_loaded(tmp_path, build)
     _assert_role_paths(loaded)
     for saved, restored in zip(gan.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(saved, restored)
+
+
+@pytest.mark.backends
+def test_built_as_scopes_a_builder_of_your_own():
+    with pytest.raises(InputError, match="received 'generator/hidden'"):
+        networks.built_as("generator/hidden")
+
+    @networks.built_as("critic")
+    def critic():
+        images = keras.Input(IMAGE_SHAPE)
+        logits = keras.layers.Dense(1, name="logit")(keras.layers.Flatten()(images))
+        return keras.Model(images, logits)
+
+    assert [weight.path for weight in critic().weights] == [
+        "critic/logit/kernel",
+        "critic/logit/bias",
+    ]
 
 
 def _unscoped_mlp(inputs_shape, units, name):
