@@ -182,3 +182,33 @@ def test_for_player_schedules_one_player_and_passes_stop_training_on():
 def test_for_player_refuses_an_unknown_player():
     with pytest.raises(keras_gan.InputError, match="'critic'"):
         keras_gan.callbacks.ForPlayer("critic", keras.callbacks.History())
+
+
+class _Scores(keras.callbacks.Callback):
+    """Logs a scalar as `keras_gan.callbacks.Evaluate` does, before the
+    monitoring callbacks see the epoch's logs."""
+
+    def __init__(self, name, values):
+        super().__init__()
+        self.name, self.values = name, values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs[self.name] = self.values[epoch]
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "epochs_run"),
+    [
+        ("frechet_distance", [30.0, 20.0, 25.0, 10.0, 9.0], 3),  # lower is better
+        ("inception_score", [3.0, 4.0, 3.5, 5.0, 6.0], 3),  # higher is better
+    ],
+)
+def test_evaluation_metrics_carry_their_direction(name, values, epochs_run):
+    gan = _compiled()
+    stopper = keras.callbacks.EarlyStopping(monitor=name, patience=1)  # no mode=
+    history = _fit(gan, [_Scores(name, values), stopper], epochs=5)
+    # The best comes at epoch 2; epoch 3 is worse: patience 1 stops there.
+    assert len(history.history["d_loss"]) == epochs_run
+    # Listed for their direction only, never logged by fit itself.
+    logged = set(history.history) - {name}
+    assert logged == {"d_loss", "g_loss", "d_real", "d_fake"}

@@ -25,20 +25,25 @@ DEFAULT_NUM_SAMPLES = 10_000
 
 # The scalar results, in the order tables print them; lower is better for the
 # first two, higher for the rest.
-SCALARS = (
-    "frechet_distance",
-    "kid",
-    "inception_score",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "classes_covered",
-    "class_entropy",
-    "rarest_class_share",
-    "commonest_class_share",
-    "label_agreement",
-)
+# Each scalar `evaluate_images` returns, and whether lower ("down") or higher
+# ("up") is better: Keras's monitoring callbacks (EarlyStopping,
+# ModelCheckpoint(save_best_only), ReduceLROnPlateau) read it through
+# `GAN.metrics`, so they watch these without `mode=`.
+DIRECTIONS = {
+    "frechet_distance": "down",
+    "kid": "down",
+    "inception_score": "up",
+    "precision": "up",
+    "recall": "up",
+    "density": "up",
+    "coverage": "up",
+    "classes_covered": "up",
+    "class_entropy": "up",
+    "rarest_class_share": "up",
+    "commonest_class_share": "down",
+    "label_agreement": "up",
+}
+SCALARS = tuple(DIRECTIONS)
 
 
 def check_images(images, image_shape=None, name="generated images"):

@@ -31,6 +31,7 @@ from keras_gan import noise
 from keras_gan import precision
 from keras_gan.data.pipeline import check_model_range
 from keras_gan.errors import InputError
+from keras_gan.evaluation.evaluator import DIRECTIONS
 
 # The training options of `GAN.compile` and their defaults.
 TRAINING_DEFAULTS = {
@@ -202,7 +203,9 @@ class BaseGAN(keras.Model):
         # `loss` tracker that `compile()` adds would log a meaningless 0. In a
         # `MetricsList`, the one place where Keras's monitoring callbacks look
         # up a metric's direction.
-        return [_GANMetrics(self._trackers(), name="gan_metrics")]
+        return [
+            _GANMetrics(self._trackers() + _EVALUATION_DIRECTIONS, name="gan_metrics")
+        ]
 
     def _trackers(self):
         trackers = [
@@ -751,7 +754,38 @@ class BaseGAN(keras.Model):
 class _GANMetrics(MetricsList):
     # The trackers' results, as `fit` logs them.
     def result(self):
-        return self.get_result()
+        return {
+            metric.name: metric.result()
+            for metric in self.metrics
+            if not isinstance(metric, _Direction)
+        }
+
+
+class _Direction(keras.metrics.Metric):
+    """A metric that a callback logs (`keras_gan.callbacks.Evaluate`), listed in
+    `GAN.metrics` for its direction only: Keras's monitoring callbacks look a
+    monitored name up there to know whether lower or higher is better. It
+    holds no state and is never logged."""
+
+    def __init__(self, name, direction):
+        super().__init__(name=name)
+        self._direction = direction
+
+    def update_state(self, *args, **kwargs):
+        pass  # the callback computes the value itself
+
+    def result(self):
+        return 0.0
+
+    def reset_state(self):
+        pass
+
+
+# Shared by every GAN (they hold nothing), and not attributes of one: a model's
+# attributes are saved with it.
+_EVALUATION_DIRECTIONS = [
+    _Direction(name, direction) for name, direction in DIRECTIONS.items()
+]
 
 
 class PlayerOptimizers:
