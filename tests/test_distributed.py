@@ -4,12 +4,21 @@ before TensorFlow or JAX starts). TensorFlow: `tf.distribute.MirroredStrategy`
 over two logical CPUs; JAX: `keras.distribution.DataParallel` over two host
 devices (`--xla_force_host_platform_device_count=2`)."""
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error
+from cli_helpers import train
 from helpers import run_json_script
+
+from keras_gan.distribute import Distribution
+from keras_gan.errors import InputError
 
 # The configurations that both backends train, each on 16 8x8 images at global
 # batch 8 for 2 epochs (4 steps; 2 generator updates with d_steps=2).
@@ -151,3 +160,53 @@ def test_mirrored_replicas_train_as_one_device(tmp_path):
     whole = np.array(results["whole_batch_latents"])
     assert not np.allclose(first, second)
     np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.distribute")
+def test_cli_trains_mirrored_on_two_cpu_devices_and_resumes_on_one(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    common = ["--dataset", "digits", "--name", "d", "--batch-size", "64",
+              "--latent-dim", "8", "--runs-dir", str(tmp_path / "runs"),
+              "--export-dir", str(tmp_path / "saved_models")]  # fmt: skip
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+
+    def cli(*flags):
+        done = subprocess.run(
+            [sys.executable, os.path.join(root, "cli.py"), "train", *common, *flags],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    output = cli("--epochs", "1", "--distribute", "mirrored", "--cpu-devices", "2")
+    assert output.count("global batch 64 = 2 replicas x 32 per replica") == 1
+    run = tmp_path / "runs" / "d"
+    assert json.loads((run / "config.json").read_text())["distribute"] == "mirrored"
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["replicas"], summary["per_replica_batch"]) == (2, 32)
+
+    def versions():
+        return sorted(
+            n for n in os.listdir(tmp_path / "saved_models" / "d") if n.isdigit()
+        )
+
+    assert versions() == ["1"]  # one export, not one per replica
+    # The weights do not depend on the devices: the run goes on on one.
+    cli("--epochs", "2", "--resume")
+    assert json.loads((run / "config.json").read_text())["distribute"] is None
+    assert versions() == ["1", "2"]
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="its names")
+def test_cli_refuses_a_distribution_of_another_backend_in_one_line(tmp_path):
+    result = train(tmp_path, "--dataset", "digits", "--distribute", "data-parallel")
+    assert_one_line_error(result, "data-parallel", "jax", "mirrored")
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused_in_one_line():
+    with pytest.raises(InputError, match="--batch-size 64 .* multiple of 3"):
+        Distribution("mirrored", None, 3).per_replica_batch(64)
+    assert Distribution("mirrored", None, 4).describe(64) == (
+        "global batch 64 = 4 replicas x 16 per replica (mirrored)"
+    )
