@@ -69,7 +69,10 @@ _CONFIGURATIONS = textwrap.dedent(
                           verbose=0)
         keras.config.set_dtype_policy("float32")
         print(name, time.time() - start, file=sys.stderr)
+        kernel = gan.discriminator.trainable_variables[0].value
+        sharding = getattr(kernel, "sharding", None)  # JAX arrays only
         return name, {
+            "devices": len(sharding.device_set) if sharding else None,
             "initial": initial,
             "weights": [w.ravel().tolist() for w in gan.get_weights()],
             "logs": {k: v for k, v in history.history.items()},
@@ -160,6 +163,52 @@ def test_mirrored_replicas_train_as_one_device(tmp_path):
     whole = np.array(results["whole_batch_latents"])
     assert not np.allclose(first, second)
     np.testing.assert_array_equal(np.concatenate([first, second]), whole)
+
+
+_JAX_SCRIPT = (
+    textwrap.dedent(
+        """
+    import contextlib, json, sys, time
+    import jax, keras, numpy as np
+    import keras_gan
+    from keras_gan.distribute import Distribution
+    """
+    )
+    + _CONFIGURATIONS
+    + textwrap.dedent(
+        """
+    distribution = Distribution.for_name("data-parallel")
+    assert distribution.replicas == 2, jax.devices()
+    # One device (no distribution) and two, in this one process.
+    results = {
+        replicas: dict(train(name, *case, scope)
+                       for name, case in configurations().items())
+        for replicas, scope in (("1", contextlib.nullcontext),
+                                ("2", distribution.scope))
+    }
+    print(json.dumps(results))
+    """
+    )
+)
+
+
+@pytest.mark.backends
+@pytest.mark.skipif(keras.config.backend() != "jax", reason="keras.distribution")
+def test_data_parallel_devices_train_as_one_device(tmp_path):
+    script = tmp_path / "data_parallel.py"
+    script.write_text(_JAX_SCRIPT)
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+    results = run_json_script(script, "", env)
+    # Measured: equal to the bit on this CPU (one SPMD program over the
+    # global batch); the TensorFlow tolerances bound it.
+    for name, (rtol, atol) in _TOLERANCES.items():
+        assert (results["1"][name]["devices"], results["2"][name]["devices"]) == (1, 2)
+        _compare(results["1"][name], results["2"][name], rtol, atol)
 
 
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.distribute")
