@@ -258,11 +258,14 @@ class BaseGAN(keras.Model):
             jit_compile: whether the train step is compiled with XLA. `"auto"`
                 is the backend trainer's choice: on TensorFlow XLA on a GPU
                 and, on a CPU, for networks without convolutions (see README's
-                speed table); always on JAX; never on PyTorch (eager, as
-                Keras does).
+                speed table), never under a `tf.distribute` strategy (as
+                Keras's own "auto"); always on JAX; never on PyTorch (eager,
+                as Keras does).
             steps_per_execution: training steps per compiled call. `"auto"`
                 is the backend trainer's choice (32 under XLA on TensorFlow,
                 1 elsewhere). Batch-level callback hooks fire once per call.
+                Under a strategy or a `keras.distribution`, N > 1 runs N
+                one-step calls (see README, Distributed training).
             **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
 
         Under a `mixed_float16` policy both optimizers are wrapped in a
