@@ -41,7 +41,7 @@ _CUTOUT_RATIO = 1 / 2
 _NUM_UNIFORMS = 7
 
 
-def diff_augment(images, policy, seed):
+def diff_augment(images, policy, seed, first_image=0):
     """Applies the transforms of `policy` to `images`, differently per image.
 
     Differentiable with respect to `images`, and compiles under XLA (image
@@ -60,6 +60,9 @@ def diff_augment(images, policy, seed):
                 centre uniform over the image (the square may extend past
                 the border).
         seed: a `(2,)` integer tensor; the same seed gives the same transforms.
+        first_image: index of the first image in the seed's stream: a
+            replica's slice of a distributed step takes the transforms that
+            its images have in the whole batch.
 
     Returns:
         The augmented images, with the shape and dtype of `images`.
@@ -87,7 +90,9 @@ def diff_augment(images, policy, seed):
         # saturation and contrast scale.
         x = ops.cast(x, "float32")
     batch_size = ops.shape(x)[0]
-    draws = noise.uniforms(batch_size * _NUM_UNIFORMS, noise.seed_words(seed))
+    draws = noise.uniforms(
+        batch_size * _NUM_UNIFORMS, noise.seed_words(seed), first_image * _NUM_UNIFORMS
+    )
     draws = ops.cast(ops.reshape(draws, (batch_size, _NUM_UNIFORMS)), x.dtype)
     for name in names:
         x = _TRANSFORMS[name](x, draws)

@@ -381,6 +381,23 @@ def _policy(context, parameter, value):
     help="Compile the training step (XLA; torch.compile on PyTorch).",
 )
 @click.option(
+    "--distribute",
+    type=click.Choice(choices.DISTRIBUTE),
+    default=None,
+    show_default="off: one device",
+    help="Split each batch over this host's devices (all GPUs, else the CPU "
+    "devices of --cpu-devices): mirrored on TensorFlow, data-parallel on JAX. "
+    "--batch-size stays the global batch.",
+)
+@click.option(
+    "--cpu-devices",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="1",
+    help="Present the CPU as this many devices for --distribute (a machine "
+    "without accelerators, or a test; not faster).",
+)
+@click.option(
     "--name",
     default=None,
     show_default="the dataset's name",
@@ -484,6 +501,11 @@ def _policy(context, parameter, value):
 @_one_line_errors
 def train(name, **flags):
     """Train a GAN, write grids and logs to runs/<name>, export the generator."""
+    if flags["cpu_devices"] is not None:
+        # Before anything in keras_gan.runs starts the backend's devices.
+        from keras_gan import distribute
+
+        distribute.split_cpu(flags["cpu_devices"])
     from keras_gan import runs
 
     if name is None:
@@ -518,6 +540,7 @@ def train(name, **flags):
         epochs=flags["epochs"],
         steps_per_execution=flags["steps_per_execution"] or "auto",
         jit_compile="auto" if flags["jit_compile"] is None else flags["jit_compile"],
+        distribute=flags["distribute"],
         resume=flags["resume"],
         restart=flags["restart"],
         checkpoint_every=flags["checkpoint_every"],

@@ -72,24 +72,28 @@ def seed_words(seed):
     return seed
 
 
-def random_bits(count, seed):
+def random_bits(count, seed, start=0):
     """`count` hashed int32 words, a pure function of `(index, seed)`.
 
     Args:
         count: int or scalar int tensor.
         seed: a `(2,)` int32 tensor from `seed_words`.
+        start: index of the first word: the words `start, ..., start +
+            count - 1` of the seed's stream, so that the replicas of a
+            distributed step can each draw their own slice of one draw.
     """
-    index = ops.arange(count, dtype="int32")
+    index = ops.add(ops.arange(count, dtype="int32"), ops.cast(start, "int32"))
     key0 = hash32(ops.add(seed[0], GOLDEN))
     key1 = hash32(ops.bitwise_xor(seed[1], GOLDEN))
     return hash32(ops.bitwise_xor(hash32(ops.bitwise_xor(index, key0)), key1))
 
 
-def uniforms(count, seed):
+def uniforms(count, seed, start=0):
     """`count` float32 uniforms in (0, 1) from the top 23 bits k of the hash:
     (k + 1/2) / 2**23, exact in float32 (24 significant bits) and never 0 or
-    1. (With 24 bits, k + 1/2 would round up to 2**24 for the largest k.)"""
-    top = ops.cast(_shift_right(random_bits(count, seed), 9), "float32")
+    1. (With 24 bits, k + 1/2 would round up to 2**24 for the largest k.)
+    `start` as in `random_bits`."""
+    top = ops.cast(_shift_right(random_bits(count, seed, start), 9), "float32")
     return (top + 0.5) * 2.0**-23
 
 
@@ -122,7 +126,7 @@ def erfinv(x):
     return ops.where(w < 5.0, central, tail) * x
 
 
-def latent_noise(num_images, latent_dim, seed, dtype="float32"):
+def latent_noise(num_images, latent_dim, seed, dtype="float32", first_image=0):
     """Draws `(num_images, latent_dim)` standard normal latents.
 
     Args:
@@ -133,6 +137,9 @@ def latent_noise(num_images, latent_dim, seed, dtype="float32"):
             a compiled step gets fresh noise).
         dtype: `"float32"` or `"float64"`: the inverse normal CDF is
             computed in it (the 24 random bits per value are exact in both).
+        first_image: index of the first latent in the seed's stream: rows
+            `first_image, ...` of the draw of `first_image + num_images`
+            latents (a replica's slice of a distributed step's draw).
 
     Returns:
         A tensor `(num_images, latent_dim)` of `dtype`.
@@ -144,7 +151,7 @@ def latent_noise(num_images, latent_dim, seed, dtype="float32"):
     (4, 100)
     """
     words = seed_words(seed)
-    bits = random_bits(num_images * latent_dim, words)
+    bits = random_bits(num_images * latent_dim, words, first_image * latent_dim)
     # The top 24 bits k as 2u - 1 = (k - (2**23 - 1/2)) / 2**23, u uniform in
     # (0, 1): exact in float32 and never +-1, where erfinv is infinite.
     top = ops.cast(_shift_right(bits, 8), dtype)

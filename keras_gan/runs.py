@@ -34,6 +34,7 @@ from keras_gan.choices import EXPORT_FORMATS
 from keras_gan.choices import EXPORT_GENERATORS
 from keras_gan.choices import MIXED_PRECISION
 from keras_gan.data import shapes
+from keras_gan.distribute import Distribution
 from keras_gan.errors import InputError
 from keras_gan.errors import RunLockedError
 from keras_gan.evaluation import Evaluator
@@ -287,6 +288,7 @@ def train(
     epochs: int = 30,
     steps_per_execution: int | str = "auto",
     jit_compile: bool | str = "auto",
+    distribute: str | None = None,
     resume: bool = False,
     runs_dir: str = "runs",
     export_dir: str = "saved_models",
@@ -340,6 +342,10 @@ def train(
         steps_per_execution: training steps per compiled call; `"auto"` as in
             `GAN.compile`.
         jit_compile: compile the step with XLA; `"auto"` as in `GAN.compile`.
+        distribute: `"mirrored"` (TensorFlow) or `"data-parallel"` (JAX) to
+            split each batch over this host's devices (`keras_gan.distribute`);
+            `batch_size` stays the global batch. Not a model setting: a
+            resumed run may change it (config.json keeps the latest).
         resume: continue `runs_dir/<name>` from its newest usable checkpoint,
             at the step it was written (mid-epoch too).
         runs_dir: parent folder of runs.
@@ -420,6 +426,7 @@ def train(
     if keep_best and not evaluate_every:
         raise InputError("--keep-best needs --evaluate-every N; received none.")
     resume = resume or restart
+    distribution = Distribution.for_name(distribute)
     with _holding(run_dir):
         settings = resolve_settings(run_dir, resume, given)
         if settings["mixed_precision"] not in (None, *MIXED_PRECISION):
@@ -428,6 +435,9 @@ def train(
                 f"expected one of: {', '.join(MIXED_PRECISION)}."
             )
         _positive(settings, ("batch_size", "latent_dim", "learning_rate"))
+        replicas_note = distribution.describe(settings["batch_size"])
+        if verbose and distribution.name is not None:
+            print(f"Distributed: {replicas_note}.")
         if settings["deterministic"]:
             for line in determinism.enable():
                 if verbose:
@@ -450,14 +460,15 @@ def train(
                 f"expected a pipeline of known length."
             )
         try:
-            gan, jit_compile, steps_per_execution = build_gan(
-                settings,
-                data.image_shape(dataset_),
-                source.num_classes if settings["conditional"] else None,
-                jit_compile,
-                steps_per_execution,
-                steps_per_epoch,
-            )
+            with distribution.scope():  # variables mirrored / replicated
+                gan, jit_compile, steps_per_execution = build_gan(
+                    settings,
+                    data.image_shape(dataset_),
+                    source.num_classes if settings["conditional"] else None,
+                    jit_compile,
+                    steps_per_execution,
+                    steps_per_epoch,
+                )
         except Exception as error:
             if not _out_of_memory(error):
                 raise
@@ -502,7 +513,8 @@ def train(
                 **data_options,
             )
         files.make_dirs(export_dir)  # saved_models/<name> comes with its export
-        if not resume:
+        if not resume or settings.get("distribute") != distribution.name:
+            settings["distribute"] = distribution.name
             files.atomic_write(
                 os.path.join(run_dir, "config.json"),
                 lambda path: _write_json(path, settings),
@@ -566,7 +578,8 @@ def train(
             model=gan,
         )
         start = time.perf_counter()
-        with _checkpoint_on_signals(checkpoint):
+        # On JAX the distribution must be current while fit runs.
+        with _checkpoint_on_signals(checkpoint), distribution.scope():
             if finishing:  # trained to the end, stopped before its export
                 callbacks.on_train_begin()
                 if not keep_best:
@@ -598,6 +611,10 @@ def train(
             "train_seconds": seconds,
             "checkpoint_seconds": checkpoint.writing_seconds,
             "checkpoints_written": checkpoint.written,
+            "distribute": distribution.name,
+            "replicas": distribution.replicas,
+            "global_batch": settings["batch_size"],
+            "per_replica_batch": settings["batch_size"] // distribution.replicas,
         }
         files.atomic_write(
             os.path.join(run_dir, "summary.json"),

@@ -258,11 +258,14 @@ class BaseGAN(keras.Model):
             jit_compile: whether the train step is compiled with XLA. `"auto"`
                 is the backend trainer's choice: on TensorFlow XLA on a GPU
                 and, on a CPU, for networks without convolutions (see README's
-                speed table); always on JAX; never on PyTorch (eager, as
-                Keras does).
+                speed table), never under a `tf.distribute` strategy (as
+                Keras's own "auto"); always on JAX; never on PyTorch (eager,
+                as Keras does).
             steps_per_execution: training steps per compiled call. `"auto"`
                 is the backend trainer's choice (32 under XLA on TensorFlow,
                 1 elsewhere). Batch-level callback hooks fire once per call.
+                Under a strategy or a `keras.distribution`, N > 1 runs N
+                one-step calls (see README, Distributed training).
             **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
 
         Under a `mixed_float16` policy both optimizers are wrapped in a
@@ -363,8 +366,9 @@ class BaseGAN(keras.Model):
 
         # Discriminator: tell real images from generated ones. Generated
         # images take the real batch's labels, so classes keep the data's mix.
+        first = self._first_image(batch_size)
         z = noise.latent_noise(
-            batch_size, self.latent_dim, self._next_seed(), self._full_dtype
+            batch_size, self.latent_dim, self._next_seed(), self._full_dtype, first
         )
         fake_images = self._constant(lambda: self._generate(z, labels, training=True))
         real_seed, fake_seed = self._augment_seeds()
@@ -386,7 +390,7 @@ class BaseGAN(keras.Model):
         # Generator: make D call fresh samples real (every d_steps-th step).
         def generator_step():
             z = noise.latent_noise(
-                batch_size, self.latent_dim, self._next_seed(), self._full_dtype
+                batch_size, self.latent_dim, self._next_seed(), self._full_dtype, first
             )
             real_seed, fake_seed = self._augment_seeds()
 
@@ -409,7 +413,7 @@ class BaseGAN(keras.Model):
         if d_steps == 1:
             g_loss, g_weight = generator_step(), 1.0
         else:
-            due = ops.equal(self.d_optimizer.iterations % d_steps, 0)
+            due = self._due("generator", d_steps)
             g_loss = self._cond(
                 due, generator_step, lambda: ops.zeros((), self._full_dtype)
             )
@@ -483,6 +487,18 @@ class BaseGAN(keras.Model):
         """The `(2,)` seed of the next random draw of a training step."""
         return self.seed_generator.next()
 
+    def _due(self, event, interval):
+        """Whether this step's `event` is due: `"penalty"` (read before D's
+        update: every `interval`-th D update from the first) or
+        `"generator"` (read after it: every `interval`-th D update). A
+        trainer may decide it before the step, from the same count."""
+        return ops.equal(self.d_optimizer.iterations % interval, 0)
+
+    def _first_image(self, batch_size):
+        """Index of this batch's first image in the step's whole batch: its
+        draws are that slice of the whole batch's (0 but in a replica)."""
+        return 0
+
     def _generate(self, z, labels, training, generator=None):
         generator = generator or self.generator
         if self.conditional:
@@ -492,7 +508,10 @@ class BaseGAN(keras.Model):
     def _discriminate(self, images, labels, seed=None, training=True):
         if seed is not None and self.training_options["augment"]:
             images = augmentation.diff_augment(
-                images, self.training_options["augment"], seed
+                images,
+                self.training_options["augment"],
+                seed,
+                self._first_image(ops.shape(images)[0]),
             )
         if self.conditional:
             return self.discriminator([images, labels], training=training)
@@ -526,7 +545,11 @@ class BaseGAN(keras.Model):
             total = ops.zeros((), full)
             if options["gradient_penalty"]:
                 # Interpolation weights uniform in (0, 1), one per image.
-                weight = noise.uniforms(batch_size, noise.seed_words(self._next_seed()))
+                weight = noise.uniforms(
+                    batch_size,
+                    noise.seed_words(self._next_seed()),
+                    self._first_image(batch_size),
+                )
                 weight = ops.reshape(weight, (-1, 1, 1, 1))
                 weight = ops.cast(weight, full)
                 real = ops.cast(real_images, full)
@@ -545,7 +568,7 @@ class BaseGAN(keras.Model):
         interval = options["penalty_interval"]
         if interval == 1:
             return penalties()
-        due = ops.equal(self.d_optimizer.iterations % interval, 0)
+        due = self._due("penalty", interval)
         return self._cond(
             due, lambda: interval * penalties(), lambda: ops.zeros((), full)
         )
