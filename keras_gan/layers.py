@@ -7,8 +7,9 @@ normalisation a per-class scale and offset (class-conditional generators) and
 `Conv2D` and `Conv2DTranspose` are Keras's, with the same weights, config and
 results; on PyTorch they convolve channels-last tensors without the layout
 copies of Keras's PyTorch backend (`keras_gan.backend.torch.conv`), and on JAX
-the transposed one is a matmul and shifted adds, whose kernel gradient XLA
-computes far faster than `lax.conv_transpose`'s (`keras_gan.backend.jax.conv`).
+the transposed one (and a 1x1 one) are matmuls, whose kernel gradients XLA
+computes far faster than those of `lax` convolutions
+(`keras_gan.backend.jax.conv`).
 """
 
 import keras
@@ -34,10 +35,13 @@ def _fast_path(operation):
 
 @keras.saving.register_keras_serializable(package="keras_gan")
 class Conv2D(layers.Conv2D):
-    """`keras.layers.Conv2D`; on PyTorch, channels-last without layout copies.
+    """`keras.layers.Conv2D`; on PyTorch, channels-last without layout
+    copies; on JAX, a matmul for 1x1 stride-1 kernels.
 
     Measured with the DCGAN on a 2-core CPU (batch 128), a PyTorch training
-    step ran 1.3x faster with these convolutions than with Keras's.
+    step ran 1.3x faster with these convolutions than with Keras's; on JAX,
+    the ResNet's 1x1 shortcut (batch 64, 28x28x128) computes its kernel
+    gradient in 15 ms instead of 85.
     """
 
     def convolution_op(self, inputs, kernel):

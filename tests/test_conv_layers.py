@@ -27,6 +27,8 @@ CASES = [
     ("Conv2D", 28, 4, 2, "same"),
     ("Conv2D", 7, 3, 1, "same"),
     ("Conv2D", 8, 1, 1, "valid"),
+    ("Conv2D", 8, 1, 1, "same"),
+    ("Conv2D", 8, 1, 2, "same"),
     ("Conv2D", 9, 4, 1, "same"),
     ("Conv2D", 9, 3, 2, "valid"),
     ("Conv2DTranspose", 7, 4, 2, "same"),
@@ -87,7 +89,7 @@ def test_the_architectures_convolutions_take_the_pytorch_path():
     )
 
 
-def test_the_transposed_convolutions_take_the_jax_path():
+def test_the_matmul_convolutions_take_the_jax_path():
     if keras.config.backend() != "jax":
         pytest.skip("the JAX path")
     from keras_gan.backend.jax import conv
@@ -98,6 +100,10 @@ def test_the_transposed_convolutions_take_the_jax_path():
     assert conv.conv2d_transpose(x, kernel, (2, 2), "same", *arguments) is not None
     odd = keras.ops.ones((3, 3, 3, 4))  # "same" would crop 1 row: Keras's
     assert conv.conv2d_transpose(x, odd, (2, 2), "same", *arguments) is None
+    shortcut = keras.ops.ones((1, 1, 4, 3))
+    plain = ((1, 1), "valid", (1, 1), "channels_last")
+    assert conv.conv2d(x, shortcut, *plain) is not None
+    assert conv.conv2d(x, kernel, *plain) is None
 
 
 def test_saved_with_their_own_class():
