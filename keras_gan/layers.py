@@ -6,7 +6,10 @@ normalisation a per-class scale and offset (class-conditional generators) and
 `GlobalSumPooling2D` sums features over space (SNGAN's ResNet discriminator).
 `Conv2D` and `Conv2DTranspose` are Keras's, with the same weights, config and
 results; on PyTorch they convolve channels-last tensors without the layout
-copies of Keras's PyTorch backend (`keras_gan.backend.torch.conv`).
+copies of Keras's PyTorch backend (`keras_gan.backend.torch.conv`), and on JAX
+the transposed one (and a 1x1 one) are matmuls, whose kernel gradients XLA
+computes far faster than those of `lax` convolutions
+(`keras_gan.backend.jax.conv`).
 """
 
 import keras
@@ -18,27 +21,34 @@ from keras_gan.errors import InputError
 _SUPPORTED = (layers.Dense, layers.Conv2D, layers.Embedding)
 
 
-def _torch_fast_path():
-    if keras.config.backend() != "torch":
+def _fast_path(operation):
+    # The backend's own `operation` (`conv2d`, `conv2d_transpose`), or None.
+    backend = keras.config.backend()
+    if backend == "torch":
+        from keras_gan.backend.torch import conv
+    elif backend == "jax":
+        from keras_gan.backend.jax import conv
+    else:
         return None
-    from keras_gan.backend.torch import conv
-
-    return conv
+    return getattr(conv, operation, None)
 
 
 @keras.saving.register_keras_serializable(package="keras_gan")
 class Conv2D(layers.Conv2D):
-    """`keras.layers.Conv2D`; on PyTorch, channels-last without layout copies.
+    """`keras.layers.Conv2D`; on PyTorch, channels-last without layout
+    copies; on JAX, a matmul for 1x1 stride-1 kernels.
 
     Measured with the DCGAN on a 2-core CPU (batch 128), a PyTorch training
-    step ran 1.3x faster with these convolutions than with Keras's.
+    step ran 1.3x faster with these convolutions than with Keras's; on JAX,
+    the ResNet's 1x1 shortcut (batch 64, 28x28x128) computes its kernel
+    gradient in 15 ms instead of 85.
     """
 
     def convolution_op(self, inputs, kernel):
-        fast = _torch_fast_path()
+        fast = _fast_path("conv2d")
         outputs = None
         if fast is not None:
-            outputs = fast.conv2d(
+            outputs = fast(
                 inputs,
                 kernel,
                 self.strides,
@@ -54,13 +64,19 @@ class Conv2D(layers.Conv2D):
 @keras.saving.register_keras_serializable(package="keras_gan")
 class Conv2DTranspose(layers.Conv2DTranspose):
     """`keras.layers.Conv2DTranspose`; on PyTorch, channels-last without
-    layout copies, and padded rather than computed larger and cropped."""
+    layout copies, and padded rather than computed larger and cropped; on
+    JAX, a matmul and shifted adds.
+
+    Measured with the DCGAN on a 2-core CPU (batch 128): on JAX, the kernel
+    gradient of the 7x7x128 -> 14x14x64 layer took 6 ms instead of 482 ms
+    (`keras_gan.backend.jax.conv`).
+    """
 
     def call(self, inputs):
-        fast = _torch_fast_path()
+        fast = _fast_path("conv2d_transpose")
         outputs = None
         if fast is not None:
-            outputs = fast.conv2d_transpose(
+            outputs = fast(
                 inputs,
                 self.kernel,
                 self.strides,

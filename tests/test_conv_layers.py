@@ -1,5 +1,6 @@
 """keras_gan's Conv2D and Conv2DTranspose compute what Keras's do (run under
-each backend; on PyTorch they take their own channels-last path)."""
+each backend; on PyTorch they take their own channels-last path, on JAX the
+transposed one is a matmul and shifted adds)."""
 
 import keras
 import numpy as np
@@ -20,16 +21,21 @@ _STRIDE_OVER_KERNEL_ON_TF = pytest.mark.skipif(
 )
 
 # (layer, input side, kernel, stride, padding): the architectures' shapes, and
-# ones the PyTorch path leaves to Keras (odd total padding, stride > kernel).
+# ones the PyTorch and JAX paths leave to Keras (odd total padding, stride >
+# kernel).
 CASES = [
     ("Conv2D", 28, 4, 2, "same"),
     ("Conv2D", 7, 3, 1, "same"),
     ("Conv2D", 8, 1, 1, "valid"),
+    ("Conv2D", 8, 1, 1, "same"),
+    ("Conv2D", 8, 1, 2, "same"),
     ("Conv2D", 9, 4, 1, "same"),
     ("Conv2D", 9, 3, 2, "valid"),
     ("Conv2DTranspose", 7, 4, 2, "same"),
     ("Conv2DTranspose", 5, 3, 1, "same"),
     ("Conv2DTranspose", 5, 3, 2, "same"),
+    ("Conv2DTranspose", 5, 3, 2, "valid"),
+    ("Conv2DTranspose", 6, 5, 3, "valid"),
     pytest.param("Conv2DTranspose", 5, 1, 2, "valid", marks=_STRIDE_OVER_KERNEL_ON_TF),
 ]
 
@@ -81,6 +87,23 @@ def test_the_architectures_convolutions_take_the_pytorch_path():
         )
         is not None
     )
+
+
+def test_the_matmul_convolutions_take_the_jax_path():
+    if keras.config.backend() != "jax":
+        pytest.skip("the JAX path")
+    from keras_gan.backend.jax import conv
+
+    x = keras.ops.ones((2, 8, 8, 4))
+    kernel = keras.ops.ones((4, 4, 3, 4))  # (h, w, out, in)
+    arguments = (None, (1, 1), "channels_last")
+    assert conv.conv2d_transpose(x, kernel, (2, 2), "same", *arguments) is not None
+    odd = keras.ops.ones((3, 3, 3, 4))  # "same" would crop 1 row: Keras's
+    assert conv.conv2d_transpose(x, odd, (2, 2), "same", *arguments) is None
+    shortcut = keras.ops.ones((1, 1, 4, 3))
+    plain = ((1, 1), "valid", (1, 1), "channels_last")
+    assert conv.conv2d(x, shortcut, *plain) is not None
+    assert conv.conv2d(x, kernel, *plain) is None
 
 
 def test_saved_with_their_own_class():
