@@ -75,16 +75,15 @@ class Conv2DTranspose(layers.Conv2DTranspose):
     def call(self, inputs):
         fast = _fast_path("conv2d_transpose")
         outputs = None
-        if fast is not None:
-            outputs = fast(
-                inputs,
-                self.kernel,
-                self.strides,
-                self.padding,
-                self.output_padding,
-                self.dilation_rate,
-                self.data_format,
-            )
+        # Both backends' paths take channels-last data without dilation or
+        # output padding; anything else is Keras's.
+        if (
+            fast is not None
+            and self.data_format == "channels_last"
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.output_padding is None
+        ):
+            outputs = fast(inputs, self.kernel, self.strides, self.padding)
         if outputs is None:
             return super().call(inputs)
         if self.use_bias:

@@ -614,7 +614,7 @@ def train(
             "distribute": distribution.name,
             "replicas": distribution.replicas,
             "global_batch": settings["batch_size"],
-            "per_replica_batch": settings["batch_size"] // distribution.replicas,
+            "per_replica_batch": distribution.per_replica_batch(settings["batch_size"]),
         }
         files.atomic_write(
             os.path.join(run_dir, "summary.json"),
@@ -654,11 +654,17 @@ def _out_of_memory(error) -> bool:
 
 def _finished(run_dir, epochs) -> bool:
     """Whether the run's last invocation completed `epochs` and its outputs."""
+    return _summary_number(run_dir, "epochs") == epochs
+
+
+def _summary_number(run_dir, key) -> int | None:
+    """An int of the run's `summary.json` (written last, after `gan.keras`),
+    or None if it is absent or unreadable."""
     try:
         with open(os.path.join(run_dir, "summary.json")) as file:
-            return int(json.load(file)["epochs"]) == epochs
+            return int(json.load(file)[key])
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
 
 
 def _segments(dataset, step, steps_per_epoch, epochs):
@@ -838,13 +844,9 @@ def _stored_settings(run_dir) -> dict:
 
 
 def _final_step(run_dir) -> int:
-    """The step at which `gan.keras` was saved (`summary.json`'s, written just
-    after it); -1 if unknown."""
-    try:
-        with open(os.path.join(run_dir, "summary.json")) as file:
-            return int(json.load(file)["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
+    """The step at which `gan.keras` was saved; -1 if unknown."""
+    step = _summary_number(run_dir, "steps")
+    return -1 if step is None else step
 
 
 def export_run(

@@ -40,6 +40,16 @@ def copy_weights(source, target):
     target.discriminator.set_weights(source.discriminator.get_weights())
 
 
+def two_jax_cpu_devices_env():
+    """The environment of a JAX process that sees the CPU as two devices."""
+    return dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    )
+
+
 def run_json_script(script, argument, env=None, timeout=300):
     """Runs `python script argument` in a process of its own and returns the
     JSON of its last line of output. This checkout comes first on the

@@ -81,12 +81,7 @@ def test_the_architectures_convolutions_take_the_pytorch_path():
     assert conv.conv2d(x, kernel, (2, 2), "same", (1, 1), "channels_last") is not None
     assert conv.conv2d(x, kernel, (1, 1), "same", (1, 1), "channels_last") is None
     transposed = keras.ops.ones((4, 4, 3, 4))  # (h, w, out, in)
-    assert (
-        conv.conv2d_transpose(
-            x, transposed, (2, 2), "same", None, (1, 1), "channels_last"
-        )
-        is not None
-    )
+    assert conv.conv2d_transpose(x, transposed, (2, 2), "same") is not None
 
 
 def test_the_matmul_convolutions_take_the_jax_path():
@@ -96,10 +91,9 @@ def test_the_matmul_convolutions_take_the_jax_path():
 
     x = keras.ops.ones((2, 8, 8, 4))
     kernel = keras.ops.ones((4, 4, 3, 4))  # (h, w, out, in)
-    arguments = (None, (1, 1), "channels_last")
-    assert conv.conv2d_transpose(x, kernel, (2, 2), "same", *arguments) is not None
+    assert conv.conv2d_transpose(x, kernel, (2, 2), "same") is not None
     odd = keras.ops.ones((3, 3, 3, 4))  # "same" would crop 1 row: Keras's
-    assert conv.conv2d_transpose(x, odd, (2, 2), "same", *arguments) is None
+    assert conv.conv2d_transpose(x, odd, (2, 2), "same") is None
     shortcut = keras.ops.ones((1, 1, 4, 3))
     plain = ((1, 1), "valid", (1, 1), "channels_last")
     assert conv.conv2d(x, shortcut, *plain) is not None

@@ -16,6 +16,7 @@ import pytest
 from cli_helpers import assert_one_line_error
 from cli_helpers import train
 from helpers import run_json_script
+from helpers import two_jax_cpu_devices_env
 
 from keras_gan.distribute import Distribution
 from keras_gan.errors import InputError
@@ -197,12 +198,7 @@ _JAX_SCRIPT = (
 def test_data_parallel_devices_train_as_one_device(tmp_path):
     script = tmp_path / "data_parallel.py"
     script.write_text(_JAX_SCRIPT)
-    env = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    )
+    env = two_jax_cpu_devices_env()
     results = run_json_script(script, "", env)
     # Measured: equal to the bit on this CPU (one SPMD program over the
     # global batch); the TensorFlow tolerances bound it.

@@ -1,13 +1,13 @@
 """JAX: one device against two (Keras's `DataParallel`), in processes of their
 own with two host devices (`--xla_force_host_platform_device_count=2`)."""
 
-import os
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 from helpers import run_json_script
+from helpers import two_jax_cpu_devices_env
 
 pytestmark = [
     pytest.mark.backends,
@@ -45,12 +45,7 @@ _SCRIPT = textwrap.dedent(
 def test_two_devices_train_as_one(tmp_path):
     script = tmp_path / "devices.py"
     script.write_text(_SCRIPT)
-    env = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    )
+    env = two_jax_cpu_devices_env()
     runs = {devices: run_json_script(script, devices, env) for devices in "12"}
     one, two = runs["1"], runs["2"]
     assert (one["devices"], two["devices"]) == (1, 2)  # replicated on both

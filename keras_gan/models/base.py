@@ -467,13 +467,7 @@ class BaseGAN(keras.Model):
         else:
             real_images, labels = data, None
         real_images = ops.convert_to_tensor(real_images)
-        dtype = keras.backend.standardize_dtype(real_images.dtype)
-        if not dtype.startswith(("float", "bfloat")):
-            raise InputError(
-                f"The dataset yields {dtype} images; expected floats in [-1, 1] "
-                f"(keras_gan.data.dataset_from_arrays converts uint8 images, or "
-                f"use images / 127.5 - 1)."
-            )
+        _check_float_images(real_images.dtype)
         if self.conditional:
             if labels is None:
                 raise InputError(
@@ -657,10 +651,8 @@ class BaseGAN(keras.Model):
         GAN trained on pixels in [0, 255] learns the wrong range silently."""
         if isinstance(x, np.ndarray) or ops.is_tensor(x):
             images = np.asarray(ops.convert_to_numpy(x)) if ops.is_tensor(x) else x
-            if np.issubdtype(images.dtype, np.floating):
-                check_model_range(images)
-            else:
-                self._unpack(images[:1])  # its one-line error for non-floats
+            _check_float_images(images.dtype)
+            check_model_range(images)
         return super().fit(x, *args, **kwargs)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -847,6 +839,17 @@ class PlayerOptimizers:
 
     def build(self, variables):  # both players' optimizers are built in compile()
         pass
+
+
+def _check_float_images(dtype):
+    # Integer pixels (uint8 in [0, 255]) would train the wrong range silently.
+    dtype = keras.backend.standardize_dtype(dtype)
+    if not dtype.startswith(("float", "bfloat")):
+        raise InputError(
+            f"The dataset yields {dtype} images; expected floats in [-1, 1] "
+            f"(keras_gan.data.dataset_from_arrays converts uint8 images, or "
+            f"use images / 127.5 - 1)."
+        )
 
 
 def _no_trainer(model):

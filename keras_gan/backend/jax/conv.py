@@ -41,19 +41,12 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, data_format):
     return jnp.einsum("bhwc,co->bhwo", ops.convert_to_tensor(inputs), kernel[0, 0])
 
 
-def conv2d_transpose(
-    inputs, kernel, strides, padding, output_padding, dilation_rate, data_format
-):
+def conv2d_transpose(inputs, kernel, strides, padding):
     """`keras.ops.conv_transpose` of NHWC `inputs` and an `(h, w, out, in)`
-    kernel; None where it does not apply (as `keras_gan.backend.torch.conv`:
-    asymmetric "same" padding, dilation, output padding, channels-first data,
-    a kernel smaller than the stride), leaving those to Keras."""
-    if (
-        data_format != "channels_last"
-        or tuple(dilation_rate) != (1, 1)
-        or output_padding is not None
-    ):
-        return None
+    kernel, without dilation or output padding (`keras_gan.layers` calls it
+    only then); None where it does not apply (as `keras_gan.backend.torch.conv`:
+    asymmetric "same" padding, a kernel smaller than the stride), leaving
+    those to Keras."""
     inputs, kernel = ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel)
     crops, taps = [], []
     for length, size, stride in zip(

@@ -124,7 +124,6 @@ class TensorFlowGANTrainer:
             self.run_eagerly
             or not self.jit_compile
             or self.steps_per_execution <= 1
-            or distribute_strategy(self) is not None
             or has_convolutions(self.generator)
             or has_convolutions(self.discriminator)
         ):

@@ -34,17 +34,10 @@ def conv2d(inputs, kernel, strides, padding, dilation_rate, data_format):
     return outputs.permute(0, 2, 3, 1)
 
 
-def conv2d_transpose(
-    inputs, kernel, strides, padding, output_padding, dilation_rate, data_format
-):
+def conv2d_transpose(inputs, kernel, strides, padding):
     """`keras.ops.conv_transpose` of NHWC `inputs` and an `(h, w, out, in)`
-    kernel."""
-    if (
-        data_format != "channels_last"
-        or tuple(dilation_rate) != (1, 1)
-        or output_padding is not None
-    ):
-        return None
+    kernel, without dilation or output padding (`keras_gan.layers` calls it
+    only then)."""
     inputs, kernel = ops.convert_to_tensor(inputs), ops.convert_to_tensor(kernel)
     pads = []
     for size, stride in zip(kernel.shape[:2], strides, strict=True):
