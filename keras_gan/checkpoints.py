@@ -279,6 +279,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._signal = None
         # A resumed mid-epoch checkpoint's metric state, for the epoch's start.
         self.resumed_metrics = None
+        # On several workers, `Distribution.any_worker`: every worker
+        # checkpoints (and stops) when any of them decides to, since saving
+        # reads the replicated state in a collective of all of them.
+        self.agree = None
 
     def on_train_begin(self, logs=None):
         self._began = self._saved_at = time.monotonic()
@@ -306,26 +310,41 @@ class RunCheckpoint(keras.callbacks.Callback):
             # The epoch's end checkpoints it, after its log row, grid and
             # export: a checkpoint here, then a kill, would skip them.
             return
-        if self._signal is not None:
-            self._save(self._epoch, done)
-            self._stop()
         due = self.every_n_steps and self.step - (self.saved_step or 0) >= (
             self.every_n_steps
         )
-        if (due and self._affordable()) or self._late():
+        stop, save = self._agreed(
+            self._signal is not None, (due and self._affordable()) or self._late()
+        )
+        if stop:
+            self._save(self._epoch, done)
+            self._stop()
+        if save:
             self._save(self._epoch, done)
 
     def on_epoch_end(self, epoch, logs=None):
         self.step = (epoch + 1) * self.steps_per_epoch
         self.batch_offset = 0
         last = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        if last or self._late() or self._signal is not None or self._affordable():
+        stop, save = self._agreed(
+            self._signal is not None, last or self._late() or self._affordable()
+        )
+        if save or stop:
             self._save(epoch + 1, 0)
-        if self._signal is not None:
+        if stop:
             self._stop()
 
+    def _agreed(self, stop, save):
+        if self.agree is None:
+            return stop, save
+        return self.agree([stop, save])
+
     def _stop(self):
-        name = signal.Signals(self._signal).name
+        name = (
+            signal.Signals(self._signal).name
+            if self._signal is not None
+            else "a signal to another worker"
+        )
         epoch, batch = divmod(self.step, self.steps_per_epoch)
         where = f"epoch {epoch + 1}" if batch else f"the end of epoch {epoch}"
         raise Preempted(

@@ -25,8 +25,10 @@ AUGMENT_POLICIES = ("color", "translation", "cutout")
 MIXED_PRECISION = ("mixed_float16", "mixed_bfloat16")
 EXPORT_FORMATS = ("saved_model", "onnx")
 # Data parallelism on one host: tf.distribute.MirroredStrategy (TensorFlow),
-# keras.distribution.DataParallel (JAX); see keras_gan.distribute.
-DISTRIBUTE = ("mirrored", "data-parallel")
+# keras.distribution.DataParallel (JAX); on several processes or hosts:
+# MultiWorkerMirroredStrategy (TensorFlow), keras.distribution.initialize +
+# DataParallel (JAX); see keras_gan.distribute.
+DISTRIBUTE = ("mirrored", "data-parallel", "multi-worker")
 # Which generator of a run to export: its weight average if it keeps one.
 EXPORT_GENERATORS = ("auto", "live", "ema")
 

@@ -87,6 +87,7 @@ def _one_line_errors(command):
             errors.TrainingDivergedError,
             errors.RunLockedError,
             errors.Preempted,
+            errors.WorkerFailed,
         ) as error:
             raise _Failure(str(error), error.exit_code) from None
         except OSError as error:  # disk full, file too large, no permission
@@ -386,8 +387,30 @@ def _policy(context, parameter, value):
     default=None,
     show_default="off: one device",
     help="Split each batch over this host's devices (all GPUs, else the CPU "
-    "devices of --cpu-devices): mirrored on TensorFlow, data-parallel on JAX. "
-    "--batch-size stays the global batch.",
+    "devices of --cpu-devices): mirrored on TensorFlow, data-parallel on JAX; "
+    "or over several processes or hosts: multi-worker (TensorFlow: the cluster "
+    "of TF_CONFIG; JAX: --coordinator, --num-processes, --process-id). "
+    "--batch-size stays the global batch; only worker 0 writes files.",
+)
+@click.option(
+    "--coordinator",
+    default=None,
+    show_default="$KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    help="JAX multi-worker: HOST:PORT of process 0, the same on every process.",
+)
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="$KERAS_DISTRIBUTION_NUM_PROCESSES",
+    help="JAX multi-worker: how many processes train together.",
+)
+@click.option(
+    "--process-id",
+    type=click.IntRange(min=0),
+    default=None,
+    show_default="$KERAS_DISTRIBUTION_PROCESS_ID",
+    help="JAX multi-worker: this process's index (0 is the chief, which writes).",
 )
 @click.option(
     "--cpu-devices",
@@ -541,6 +564,9 @@ def train(name, **flags):
         steps_per_execution=flags["steps_per_execution"] or "auto",
         jit_compile="auto" if flags["jit_compile"] is None else flags["jit_compile"],
         distribute=flags["distribute"],
+        coordinator=flags["coordinator"],
+        num_processes=flags["num_processes"],
+        process_id=flags["process_id"],
         resume=flags["resume"],
         restart=flags["restart"],
         checkpoint_every=flags["checkpoint_every"],

@@ -1,6 +1,9 @@
-"""Data-parallel training on the devices of one host, on each backend's own
-distribution engine: `tf.distribute.MirroredStrategy` on TensorFlow,
-`keras.distribution.DataParallel` on JAX.
+"""Data-parallel training on each backend's own distribution engine: on the
+devices of one host, `tf.distribute.MirroredStrategy` on TensorFlow and
+`keras.distribution.DataParallel` on JAX; over several processes or hosts
+("multi-worker"), `tf.distribute.MultiWorkerMirroredStrategy` from `TF_CONFIG`
+on TensorFlow and `keras.distribution.initialize` (a coordinator address) with
+`DataParallel` over every process's devices on JAX.
 
 Either way a step on a global batch of B images over R devices equals a step
 of one device on the same B images, to float rounding (tests/test_distributed.py):
@@ -19,15 +22,34 @@ Example:
 """
 
 import contextlib
+import json
 import os
+import re
+import sys
+import threading
+import time
 
 import keras
+import numpy as np
 
 from keras_gan.choices import DISTRIBUTE
 from keras_gan.errors import InputError
+from keras_gan.errors import WorkerFailed
 
-# The engine of each name, and the backend it runs on.
-_BACKENDS = {"mirrored": "tensorflow", "data-parallel": "jax"}
+# The backends each name runs on.
+_BACKENDS = {
+    "mirrored": ("tensorflow",),
+    "data-parallel": ("jax",),
+    "multi-worker": ("tensorflow", "jax"),
+}
+
+# How long a worker waits for all the others to join the cluster.
+JOIN_SECONDS = 300
+
+# Keys of the coordination service's store: a failed worker's message, and
+# each other worker's receipt of it.
+_FAILURE_KEY = "keras_gan/failure"
+_SEEN_KEY = "keras_gan/seen/{}"
 
 
 class Distribution:
@@ -41,15 +63,39 @@ class Distribution:
         replicas: how many devices share each batch.
     """
 
-    def __init__(self, name, engine, replicas):
+    def __init__(self, name, engine, replicas, workers=1, worker=0, store=None):
         self.name = name
         self.engine = engine
         self.replicas = replicas
+        self.workers = workers
+        self.worker = worker
+        self._store = store
+        self._failed = False
+        self._sum = None  # TensorFlow's compiled all-reduce of `gather`
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process writes the run's files: worker 0."""
+        return self.worker == 0
 
     @classmethod
-    def for_name(cls, name: str | None) -> "Distribution":
+    def for_name(
+        cls,
+        name: str | None,
+        coordinator: str | None = None,
+        num_processes: int | None = None,
+        process_id: int | None = None,
+        join_seconds: float = JOIN_SECONDS,
+    ) -> "Distribution":
         """The distribution `name` over all local accelerators, else over the
-        host's CPU devices (more than one only after `split_cpu`)."""
+        host's CPU devices (more than one only after `split_cpu`).
+
+        `"multi-worker"` joins the cluster first, waiting at most
+        `join_seconds` for every worker: on TensorFlow the one `TF_CONFIG`
+        describes; on JAX the one of `coordinator` (`host:port` of process
+        0), `num_processes` and `process_id`, each defaulting to the
+        `KERAS_DISTRIBUTION_*` variables of `keras.distribution.initialize`.
+        """
         if name is None:
             return cls(None, None, 1)
         backend = keras.config.backend()
@@ -58,12 +104,18 @@ class Distribution:
                 f"Unknown distribution {name!r}; expected one of: "
                 f"{', '.join(DISTRIBUTE)}."
             )
-        if _BACKENDS[name] != backend:
-            fitting = [n for n, b in _BACKENDS.items() if b == backend]
+        if backend not in _BACKENDS[name]:
+            fitting = [n for n, b in _BACKENDS.items() if backend in b]
             expected = ", ".join(fitting) if fitting else "none (one device)"
             raise InputError(
-                f"--distribute {name} runs on the {_BACKENDS[name]} backend; on "
-                f"{backend} expected: {expected}."
+                f"--distribute {name} runs on the {' or '.join(_BACKENDS[name])} "
+                f"backend; on {backend} expected: {expected}."
+            )
+        if name == "multi-worker" and backend == "tensorflow":
+            return cls._tensorflow_workers(join_seconds)
+        if name == "multi-worker":
+            return cls._jax_processes(
+                coordinator, num_processes, process_id, join_seconds
             )
         if name == "mirrored":
             import tensorflow as tf
@@ -75,6 +127,259 @@ class Distribution:
             return cls(name, strategy, strategy.num_replicas_in_sync)
         devices = keras.distribution.list_devices()
         return cls(name, keras.distribution.DataParallel(devices=devices), len(devices))
+
+    @classmethod
+    def _tensorflow_workers(cls, join_seconds):
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+
+        workers, worker = _tf_config()
+        with _deadline(
+            join_seconds,
+            f"worker {worker} waited {join_seconds:.0f} s for the {workers} workers "
+            f"of TF_CONFIG to join; expected every worker started with the same "
+            f"TF_CONFIG cluster (and its own task index).",
+        ):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        ctx = context.context()
+        store = _Store(
+            ctx.set_config_key_value,
+            lambda key, seconds: ctx.get_config_key_value(key, int(seconds * 1000)),
+        )
+        return cls(
+            "multi-worker",
+            strategy,
+            strategy.num_replicas_in_sync,
+            workers=workers,
+            worker=worker,
+            store=store,
+        )
+
+    @classmethod
+    def _jax_processes(cls, coordinator, num_processes, process_id, join_seconds):
+        import jax
+
+        environ = os.environ
+        coordinator = coordinator or environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES")
+        if num_processes is None and "KERAS_DISTRIBUTION_NUM_PROCESSES" in environ:
+            num_processes = _int_variable("KERAS_DISTRIBUTION_NUM_PROCESSES")
+        if process_id is None and "KERAS_DISTRIBUTION_PROCESS_ID" in environ:
+            process_id = _int_variable("KERAS_DISTRIBUTION_PROCESS_ID")
+        if not coordinator or num_processes is None or process_id is None:
+            raise InputError(
+                "--distribute multi-worker on JAX needs --coordinator HOST:PORT "
+                "(process 0's address), --num-processes N and --process-id I "
+                "(or KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES, "
+                "_PROCESS_ID); received "
+                f"coordinator={coordinator!r}, num_processes={num_processes}, "
+                f"process_id={process_id}."
+            )
+        if num_processes < 1 or not 0 <= process_id < num_processes:
+            raise InputError(
+                f"--process-id {process_id} is not one of the {num_processes} "
+                f"processes; expected 0 to {num_processes - 1}."
+            )
+        if not jax.distributed.is_initialized():
+            # Collectives between CPU processes (tests, CPU-only clusters).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            try:
+                jax.distributed.initialize(
+                    coordinator_address=coordinator.split(",")[0],
+                    num_processes=num_processes,
+                    process_id=process_id,
+                    initialization_timeout=max(int(join_seconds), 1),
+                )
+            except Exception as error:  # the cluster did not form
+                raise InputError(
+                    f"process {process_id} could not join the {num_processes} "
+                    f"processes of coordinator {coordinator} within "
+                    f"{join_seconds:.0f} s ({type(error).__name__}: "
+                    f"{_first_line(error)}); expected every process started with "
+                    f"the same --coordinator and --num-processes."
+                ) from None
+        from jax._src import distributed
+
+        client = distributed.global_state.client
+        store = _Store(
+            client.key_value_set,
+            lambda key, seconds: client.blocking_key_value_get(
+                key, int(seconds * 1000)
+            ),
+        )
+        devices = keras.distribution.list_devices()
+        return cls(
+            "multi-worker",
+            # `shard` slices the batches (Keras's `rebatch` would lose the
+            # pipeline's length).
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False),
+            len(devices),
+            workers=jax.process_count(),
+            worker=jax.process_index(),
+            store=store,
+        )
+
+    def shard(self, dataset):
+        """`dataset` (a `tf.data` pipeline of global batches, the same on
+        every worker) as this worker trains it: its part of every batch.
+
+        Every worker reads the same global order of whole batches and keeps
+        its replicas' rows of each (TensorFlow: data sharding, which `fit`
+        applies to a batched pipeline; JAX: rows `w * B / W` onwards of
+        worker `w`), so no batch is trained twice or skipped and each step's
+        global batch is one device's. On one worker, `dataset` itself.
+        """
+        if self.workers == 1:
+            return dataset
+        import tensorflow as tf
+
+        if keras.config.backend() == "tensorflow":
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA
+            )
+            return dataset.with_options(options)
+
+        def part(*batch):
+            rows = tf.shape(tf.nest.flatten(batch)[0])[0] // self.workers
+            first = self.worker * rows
+            part = tf.nest.map_structure(lambda x: x[first : first + rows], batch)
+            return part if len(part) > 1 else part[0]
+
+        return dataset.map(part, deterministic=True)
+
+    def gather(self, values) -> np.ndarray:
+        """Every worker's `values` (the same number of ints on each), as an
+        array of one row per worker, on every worker."""
+        values = np.asarray(values, dtype=np.int64).reshape(-1)
+        if self.workers == 1:
+            return values[None]
+        if keras.config.backend() == "jax":
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(values))
+        rows = np.zeros((self.workers, values.size), np.int64)
+        rows[self.worker] = values
+        if self._sum is None:
+            self._sum = _tensorflow_sum(self.engine)
+        local = self.engine.num_replicas_in_sync // self.workers
+        return self._sum(rows).numpy() // local  # each local replica added it
+
+    def any_worker(self, flags) -> list[bool]:
+        """Each of `flags`, true when it is true on any worker: decisions
+        every worker takes together (a checkpoint reads the replicated state,
+        which on several workers is a collective of all of them)."""
+        return [bool(flag) for flag in self.gather(flags).any(axis=0)]
+
+    @contextlib.contextmanager
+    def sharing_failures(self, on_failure=None):
+        """Within it, an exception on any worker stops every worker with the
+        same message: the failing worker raises it as `WorkerFailed` and
+        posts it to the cluster's store; the others, blocked in a collective
+        or not, receive it within a second and call `on_failure(message,
+        exit_code)` (default: print `Error: <message>` and exit with the code).
+        A worker lost without a word (killed) surfaces as the backend's error
+        on the others, raised as `WorkerFailed`.
+        """
+        if self.workers == 1:
+            yield
+            return
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch, args=(done, on_failure or _exit), daemon=True
+        )
+        watcher.start()
+        try:
+            yield
+        except BaseException as error:
+            done.set()
+            raise self._shared(error) from None
+        finally:
+            done.set()
+
+    def _shared(self, error):
+        posted = self._posted(timeout=0.0)
+        if posted is not None and not self._failed:  # another worker's, first
+            return WorkerFailed(*posted)
+        from keras_gan import errors
+
+        ours = (
+            errors.InputError,
+            errors.TrainingDivergedError,
+            errors.RunLockedError,
+            errors.Preempted,
+            WorkerFailed,
+            OSError,
+            KeyboardInterrupt,
+        )
+        if not isinstance(error, ours):
+            # A collective aborted: the backend noticed a worker gone. Its
+            # message, if it posted one before going, names the cause.
+            posted = self._posted(timeout=5.0)
+            if posted is not None:
+                return WorkerFailed(*posted)
+            return WorkerFailed(
+                f"worker {self.worker} lost contact with the other workers "
+                f"({type(error).__name__}: {_first_line(error)}); expected all "
+                f"{self.workers} workers running: restart every worker with "
+                f"--resume to continue from the last checkpoint."
+            )
+        code = 130 if isinstance(error, KeyboardInterrupt) else error_code(error)
+        text = (
+            str(error)
+            if not isinstance(error, KeyboardInterrupt)
+            else ("Interrupted; the last checkpoint is kept for --resume.")
+        )
+        if not text.startswith("worker "):
+            text = f"worker {self.worker}: {text}"
+        message = text
+        self._failed = True
+        with contextlib.suppress(Exception):  # another worker posted first
+            self._store.set(_FAILURE_KEY, f"{code}\n{message}")
+        if self.is_chief:
+            # The store lives in the chief's process: wait (boundedly) until
+            # the others have read the message before it goes.
+            deadline = time.monotonic() + 10.0
+            for other in range(1, self.workers):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(Exception):
+                    self._store.get(_SEEN_KEY.format(other), remaining)
+        return WorkerFailed(message, code)
+
+    def _posted(self, timeout):
+        try:
+            value = self._store.get(_FAILURE_KEY, max(timeout, 0.001))
+        except Exception:
+            return None
+        code, _, message = str(value).partition("\n")
+        return message, int(code)
+
+    def _watch(self, done, on_failure):
+        errors_in_a_row = 0
+        while not done.is_set():
+            began = time.monotonic()
+            try:
+                value = self._store.get(_FAILURE_KEY, 1.0)
+            except Exception:
+                # A timeout (nothing posted) takes the second; a store that
+                # answers at once with an error is gone: the main thread
+                # meets the backend's error.
+                errors_in_a_row = (
+                    0 if time.monotonic() - began > 0.5 else (errors_in_a_row + 1)
+                )
+                if errors_in_a_row >= 3:
+                    return
+                if errors_in_a_row:
+                    time.sleep(0.5)
+                continue
+            if self._failed or done.is_set():
+                return
+            with contextlib.suppress(Exception):
+                self._store.set(_SEEN_KEY.format(self.worker), "1")
+            code, _, message = str(value).partition("\n")
+            on_failure(message, int(code))
+            return
 
     def scope(self):
         """Where the GAN is built, compiled and trained."""
@@ -93,10 +398,118 @@ class Distribution:
         return batch_size // self.replicas
 
     def describe(self, batch_size: int) -> str:
+        workers = ""
+        if self.workers > 1:
+            workers = (
+                f"; worker {self.worker} of {self.workers} "
+                f"({'chief' if self.is_chief else 'writes nothing'}) trains "
+                f"{batch_size // self.workers} per step"
+            )
         return (
             f"global batch {batch_size} = {self.replicas} replicas x "
-            f"{self.per_replica_batch(batch_size)} per replica ({self.name})"
+            f"{self.per_replica_batch(batch_size)} per replica ({self.name}"
+            f"{workers})"
         )
+
+
+class _Store:
+    """The key-value store of the cluster's coordination service (hosted by
+    the chief): `set(key, value)`, `get(key, seconds)` (raises when nothing
+    is there in time)."""
+
+    def __init__(self, set_, get):
+        self.set = set_
+        self.get = get
+
+
+def _tensorflow_sum(strategy):
+    import tensorflow as tf
+
+    @tf.function
+    def total(rows):
+        return strategy.reduce(
+            tf.distribute.ReduceOp.SUM,
+            strategy.run(tf.identity, args=(rows,)),
+            axis=None,
+        )
+
+    return total
+
+
+def error_code(error) -> int:
+    """The exit code the command line gives `error`."""
+    from keras_gan import errors
+
+    if isinstance(error, OSError) and not hasattr(error, "exit_code"):
+        return errors.IO_ERROR_EXIT_CODE
+    return getattr(error, "exit_code", 1)
+
+
+def _exit(message, code):
+    # Called from the watcher thread while the main thread may be blocked in
+    # a collective that will never complete.
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+def _first_line(error) -> str:
+    # TensorFlow's messages start with the op's name in braces.
+    line = (str(error).strip().splitlines() or [""])[0]
+    return re.sub(r"\{\{[^}]*\}\}\s*", "", line)[:300]
+
+
+def _int_variable(name) -> int:
+    try:
+        return int(os.environ[name])
+    except ValueError:
+        raise InputError(
+            f"{name}={os.environ[name]!r} is not an integer; expected one."
+        ) from None
+
+
+def _tf_config() -> tuple[int, int]:
+    """(workers, this worker's index) of `TF_CONFIG`; the chief (a "chief"
+    task, else worker 0) is worker 0."""
+    example = (
+        'expected e.g. TF_CONFIG=\'{"cluster": {"worker": ["host0:port", '
+        '"host1:port"]}, "task": {"type": "worker", "index": 0}}\' on host 0'
+    )
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise InputError(
+            f"--distribute multi-worker on TensorFlow reads its cluster from "
+            f"TF_CONFIG, which is not set; {example}."
+        )
+    try:
+        config = json.loads(text)
+        cluster = config["cluster"]
+        chiefs = list(cluster.get("chief", []))
+        workers = chiefs + list(cluster["worker"])
+        kind, index = config["task"]["type"], int(config["task"]["index"])
+        if kind not in ("chief", "worker"):
+            raise ValueError(f"task type {kind!r} is not chief or worker")
+        worker = index if kind == "chief" else index + len(chiefs)
+        if not 0 <= worker < len(workers) or len(chiefs) > 1:
+            raise ValueError(f"task {kind} {index} is not in the cluster")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise InputError(
+            f"TF_CONFIG does not describe this worker's cluster ({error}); {example}."
+        ) from None
+    return len(workers), worker
+
+
+@contextlib.contextmanager
+def _deadline(seconds, message):
+    """Exits the process with `Error: <message>` if the block is not done
+    within `seconds`: joining a cluster blocks in the backend, where no
+    exception reaches it."""
+    timer = threading.Timer(seconds, _exit, args=(message, 1))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def split_cpu(count: int) -> None:

@@ -45,3 +45,12 @@ class Preempted(RuntimeError):
 # Exit code of an error while writing outputs (disk full, file too large,
 # no permission): printed as one line naming the path.
 IO_ERROR_EXIT_CODE = 5
+
+
+class WorkerFailed(RuntimeError):
+    """Another worker of a multi-worker run failed (its message, its exit
+    code), or was lost."""
+
+    def __init__(self, message, exit_code=8):
+        super().__init__(message)
+        self.exit_code = exit_code

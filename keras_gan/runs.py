@@ -16,7 +16,9 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -289,6 +291,9 @@ def train(
     steps_per_execution: int | str = "auto",
     jit_compile: bool | str = "auto",
     distribute: str | None = None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
     resume: bool = False,
     runs_dir: str = "runs",
     export_dir: str = "saved_models",
@@ -343,9 +348,17 @@ def train(
             `GAN.compile`.
         jit_compile: compile the step with XLA; `"auto"` as in `GAN.compile`.
         distribute: `"mirrored"` (TensorFlow) or `"data-parallel"` (JAX) to
-            split each batch over this host's devices (`keras_gan.distribute`);
-            `batch_size` stays the global batch. Not a model setting: a
-            resumed run may change it (config.json keeps the latest).
+            split each batch over this host's devices, `"multi-worker"` over
+            several processes or hosts (`keras_gan.distribute`); `batch_size`
+            stays the global batch. Not a model setting: a resumed run may
+            change it (config.json keeps the latest). With several workers
+            only worker 0 (the chief) writes under `runs_dir` and
+            `export_dir`; the others write into a temporary folder they
+            remove, and read the run's settings and checkpoint from the
+            chief's `runs_dir` when resuming (a file system they share).
+        coordinator, num_processes, process_id: the JAX cluster of
+            `"multi-worker"` (`keras_gan.distribute.Distribution.for_name`);
+            TensorFlow reads `TF_CONFIG`.
         resume: continue `runs_dir/<name>` from its newest usable checkpoint,
             at the step it was written (mid-epoch too).
         runs_dir: parent folder of runs.
@@ -378,8 +391,91 @@ def train(
     Returns:
         A `RunResult`.
     """
+    arguments = dict(locals())
+    for key in ("distribute", "coordinator", "num_processes", "process_id"):
+        del arguments[key]
     check_name(name)
+    distribution = Distribution.for_name(
+        distribute,
+        coordinator=coordinator,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+    with distribution.sharing_failures():
+        if distribution.is_chief:
+            return _train(distribution, **arguments)
+        # The other workers take every step (and every checkpoint: reading
+        # the replicated state is a collective of all workers) with the
+        # chief, into a folder of their own that they remove.
+        scratch = tempfile.mkdtemp(prefix=f"keras_gan-worker{distribution.worker}-")
+        try:
+            result = _train(
+                distribution,
+                **{
+                    **arguments,
+                    "runs_dir": os.path.join(scratch, "runs"),
+                    "export_dir": os.path.join(scratch, "saved_models"),
+                },
+                shared_runs_dir=runs_dir,
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return dataclasses.replace(
+            result, run_dir=files.output_folder(runs_dir, name), export_path=None
+        )
+
+
+def _train(
+    distribution,
+    name,
+    *,
+    dataset,
+    data_dir,
+    image_size,
+    channels,
+    on_bad_image,
+    cache_dir,
+    architecture,
+    loss,
+    batch_size,
+    latent_dim,
+    learning_rate,
+    seed,
+    conditional,
+    gradient_penalty,
+    r1,
+    r2,
+    penalty_interval,
+    d_steps,
+    augment,
+    ema,
+    mixed_precision,
+    deterministic,
+    epochs,
+    steps_per_execution,
+    jit_compile,
+    resume,
+    runs_dir,
+    export_dir,
+    sample_every,
+    export_every,
+    evaluate_every,
+    evaluate_samples,
+    keep_best,
+    checkpoint_every,
+    checkpoint_seconds,
+    checkpoint_budget,
+    keep_checkpoints,
+    restart,
+    max_loss,
+    verbose,
+    shared_runs_dir=None,
+) -> RunResult:
+    """`train` on one worker; `shared_runs_dir`: the chief's `runs_dir`, which
+    a worker other than the chief reads a resumed run from."""
     run_dir = files.output_folder(runs_dir, name)
+    # Where a resumed run's settings and checkpoints are read.
+    source_dir = files.output_folder(shared_runs_dir or runs_dir, name)
     export_base = files.output_folder(export_dir, name)
     if image_size is not None:
         if isinstance(image_size, str):
@@ -426,9 +522,8 @@ def train(
     if keep_best and not evaluate_every:
         raise InputError("--keep-best needs --evaluate-every N; received none.")
     resume = resume or restart
-    distribution = Distribution.for_name(distribute)
     with _holding(run_dir):
-        settings = resolve_settings(run_dir, resume, given)
+        settings = resolve_settings(source_dir if resume else run_dir, resume, given)
         if settings["mixed_precision"] not in (None, *MIXED_PRECISION):
             raise InputError(
                 f"Unknown mixed precision policy {settings['mixed_precision']!r}; "
@@ -484,7 +579,12 @@ def train(
         manager.remove_staging()  # of a process that died saving (we hold the run)
         if restart:
             manager.discard()
-        meta = manager.restore(gan) if resume else None
+        restoring = (
+            manager
+            if source_dir == run_dir
+            else (checkpoints.CheckpointManager(os.path.join(source_dir, "checkpoint")))
+        )
+        meta = restoring.restore(gan) if resume and not restart else None
         step = 0
         if meta is not None:
             step = int(meta["step"])
@@ -494,9 +594,18 @@ def train(
                     f"{meta['steps_per_epoch']} batches per epoch, the data now "
                     f"{steps_per_epoch}; expected the data it was started on."
                 )
+        if distribution.workers > 1:
+            steps = distribution.gather([step, steps_per_epoch])
+            if len({tuple(row) for row in steps}) > 1:
+                raise InputError(
+                    f"The workers start from different steps or data (step, "
+                    f"batches per epoch: {steps.tolist()}); expected every worker "
+                    f"to read the chief's runs folder (a shared file system) and "
+                    f"the same data."
+                )
         total = epochs * steps_per_epoch
         finishing = step >= total
-        if finishing and (step > total or _finished(run_dir, epochs)):
+        if finishing and (step > total or _finished(source_dir, epochs)):
             done = step // steps_per_epoch
             raise InputError(
                 f"{run_dir} has already trained {done} epochs; pass --epochs "
@@ -536,6 +645,8 @@ def train(
         )
         if meta is not None:
             checkpoint.resumed_metrics = meta.get("metrics")
+        if distribution.workers > 1:
+            checkpoint.agree = distribution.any_worker
         callbacks = [
             # First, so that a diverged batch raises before anything is saved.
             gan_callbacks.TerminateOnNonFinite(max_loss=max_loss)
@@ -593,7 +704,7 @@ def train(
                     {"verbose": verbose, "epochs": epochs, "steps": steps}
                 )
                 gan.fit(
-                    pipeline,
+                    distribution.shard(pipeline),
                     initial_epoch=first,
                     epochs=last,
                     callbacks=callbacks,

@@ -4,7 +4,6 @@ import contextlib
 
 import keras
 import tensorflow as tf
-from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
 from keras_gan.backend.tensorflow.fused import FusedTrainFunction
 from keras_gan.errors import InputError
@@ -170,7 +169,7 @@ class TensorFlowGANTrainer:
                     outputs = strategy.run(self.train_step, args=(data,))
             finally:
                 object.__setattr__(self, "_replica_schedule", None)
-            return reduce_per_replica(outputs, strategy, "auto")
+            return mean_over_replicas(outputs, strategy)
 
         def one_step(data):
             count = self.d_optimizer.iterations.value
@@ -217,6 +216,24 @@ def distribute_strategy(model):
     if strategy is None and tf.distribute.has_strategy():
         strategy = tf.distribute.get_strategy()
     return strategy
+
+
+def mean_over_replicas(values, strategy):
+    """The mean of each of the replicas' `values` (their logs): one value.
+
+    Keras's own reduction (`reduce_per_replica`) reduces a multi-worker
+    strategy's values along axis 0, which scalar logs do not have: its `fit`
+    fails under `MultiWorkerMirroredStrategy` on more than one worker with
+    "Invalid reduction dimension 0 for input with 0 dimensions"
+    (keras-team/keras#20585, tensorflow/tensorflow#72388). A reduction over
+    the replicas alone (`axis=None`) is the same mean on one worker and an
+    all-reduce across workers on several (tests/test_multi_worker.py).
+    """
+
+    def mean(value):
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+
+    return keras.tree.map_structure(mean, values)
 
 
 def _on_cpus(strategy):
