@@ -46,6 +46,10 @@ _BACKENDS = {
 # How long a worker waits for all the others to join the cluster.
 JOIN_SECONDS = 300
 
+# How long a JAX process may go silent before the others give it up (JAX's
+# default is 100 s; TensorFlow's coordination service gives up after 10 s).
+HEARTBEAT_SECONDS = 20
+
 # Keys of the coordination service's store: a failed worker's message, and
 # each other worker's receipt of it.
 _FAILURE_KEY = "keras_gan/failure"
@@ -188,6 +192,7 @@ class Distribution:
                     num_processes=num_processes,
                     process_id=process_id,
                     initialization_timeout=max(int(join_seconds), 1),
+                    heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
                 )
             except Exception as error:  # the cluster did not form
                 raise InputError(

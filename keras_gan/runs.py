@@ -724,6 +724,7 @@ def _train(
             "checkpoints_written": checkpoint.written,
             "distribute": distribution.name,
             "replicas": distribution.replicas,
+            "workers": distribution.workers,
             "global_batch": settings["batch_size"],
             "per_replica_batch": distribution.per_replica_batch(settings["batch_size"]),
         }

@@ -48,6 +48,17 @@ class TensorFlowGANTrainer:
                 f"pass jit_compile='auto' or False."
             )
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras reads the first batch and reduces it across
+        # replicas to build the model, which fails under
+        # MultiWorkerMirroredStrategy on several workers ("Attempt to convert
+        # a value (PerReplica...) to a Tensor"). A GAN's networks are built
+        # when made and its optimizers in `compile`: nothing is left to build.
+        built = all(layer.built for layer in self._flatten_layers())
+        if built and (self.optimizer is None or self.optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def _minimize(self, objective, model, optimizer):
         # Gradients are summed across replicas, and these losses (penalties
         # included) are means over one replica's batch: scale them so the
