@@ -82,12 +82,19 @@ def _one_line_errors(command):
 
         try:
             return command(*args, **kwargs)
+        except errors.WorkerFailed as error:
+            # Every worker of a multi-worker run prints this same line. Gone
+            # at once: a normal exit waits for the other workers at the
+            # backend's shutdown barrier, and they are stopping too.
+            click.echo(f"Error: {error}", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(error.exit_code)
         except (
             errors.InputError,
             errors.TrainingDivergedError,
             errors.RunLockedError,
             errors.Preempted,
-            errors.WorkerFailed,
         ) as error:
             raise _Failure(str(error), error.exit_code) from None
         except OSError as error:  # disk full, file too large, no permission

@@ -250,7 +250,7 @@ class Distribution:
             part = tf.nest.map_structure(lambda x: x[first : first + rows], batch)
             return part if len(part) > 1 else part[0]
 
-        return dataset.map(part, deterministic=True)
+        return dataset.map(part)
 
     def gather(self, values) -> np.ndarray:
         """Every worker's `values` (the same number of ints on each), as an

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -80,11 +81,15 @@ class _Processes:
     def __init__(self):
         self.running = []
 
-    def start(self, command, env, cwd=None):
+    def start(self, command, env):
+        # Output to files, not pipes: a worker blocked on a full pipe would
+        # hold up the others at JAX's shutdown barrier.
+        out, err = (tempfile.TemporaryFile("w+") for _ in range(2))  # noqa: SIM115
         process = subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            command, env=env, stdout=out, stderr=err, text=True,
+            start_new_session=True,
         )  # fmt: skip
+        process.outputs = (out, err)
         self.running.append(process)
         return process
 
@@ -93,8 +98,12 @@ class _Processes:
         deadline = time.monotonic() + timeout
         done = []
         for process in processes:
-            out, err = process.communicate(timeout=max(deadline - time.monotonic(), 1))
-            done.append((process.returncode, out, err))
+            process.wait(timeout=max(deadline - time.monotonic(), 1))
+            texts = []
+            for file in process.outputs:
+                file.seek(0)
+                texts.append(file.read())
+            done.append((process.returncode, *texts))
         return done
 
     def __enter__(self):
@@ -105,6 +114,8 @@ class _Processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            for file in process.outputs:
+                file.close()
 
 
 def _errors(stderr):
