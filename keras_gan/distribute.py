@@ -50,6 +50,10 @@ JOIN_SECONDS = 300
 # default is 100 s; TensorFlow's coordination service gives up after 10 s).
 HEARTBEAT_SECONDS = 20
 
+# How long a worker that learns of another's failure lets its own main
+# thread end by itself before it exits with that failure's message.
+FAILURE_GRACE_SECONDS = 10
+
 # Keys of the coordination service's store: a failed worker's message, and
 # each other worker's receipt of it.
 _FAILURE_KEY = "keras_gan/failure"
@@ -279,9 +283,11 @@ class Distribution:
     def sharing_failures(self, on_failure=None):
         """Within it, an exception on any worker stops every worker with the
         same message: the failing worker raises it as `WorkerFailed` and
-        posts it to the cluster's store; the others, blocked in a collective
-        or not, receive it within a second and call `on_failure(message,
-        exit_code)` (default: print `Error: <message>` and exit with the code).
+        posts it to the cluster's store; the others receive it within a
+        second and, unless their main thread ends by itself within
+        `FAILURE_GRACE_SECONDS` (it is blocked in a collective the failed
+        worker will never join), call `on_failure(message, exit_code)`
+        (default: print `Error: <message>` and exit with the code).
         A worker lost without a word (killed) surfaces as the backend's error
         on the others, raised as `WorkerFailed`.
         """
@@ -302,9 +308,6 @@ class Distribution:
             done.set()
 
     def _shared(self, error):
-        posted = self._posted(timeout=0.0)
-        if posted is not None and not self._failed:  # another worker's, first
-            return WorkerFailed(*posted)
         from keras_gan import errors
 
         ours = (
@@ -382,6 +385,11 @@ class Distribution:
                 return
             with contextlib.suppress(Exception):
                 self._store.set(_SEEN_KEY.format(self.worker), "1")
+            # A main thread that is writing a file, or stopping at the same
+            # agreed step (a signal), finishes; one blocked in a collective
+            # that the failed worker will never join is left.
+            if done.wait(FAILURE_GRACE_SECONDS):
+                return
             code, _, message = str(value).partition("\n")
             on_failure(message, int(code))
             return

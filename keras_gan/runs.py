@@ -647,6 +647,8 @@ def _train(
             checkpoint.resumed_metrics = meta.get("metrics")
         if distribution.workers > 1:
             checkpoint.agree = distribution.any_worker
+        if source_dir != run_dir:
+            checkpoint.shown_path = f"of the chief in {source_dir}"
         callbacks = [
             # First, so that a diverged batch raises before anything is saved.
             gan_callbacks.TerminateOnNonFinite(max_loss=max_loss)

@@ -298,12 +298,7 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
             processes.start(_train_command(tmp_path, "run", *flags, *extra), env)
             for env, extra in _cluster()
         )
-        deadline = time.monotonic() + TIMEOUT
-        while not (checkpoints.exists() and any(
-            n.startswith("step-") for n in os.listdir(checkpoints)
-        )):  # fmt: skip
-            assert time.monotonic() < deadline and chief.poll() is None
-            time.sleep(0.2)
+        _wait_for_a_checkpoint(checkpoints, chief)
         os.kill(other.pid, signal.SIGKILL)
         killed = time.monotonic()
         ((code, _, err),) = processes.results([chief], timeout=120)
@@ -337,6 +332,62 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
     applied = epochs * steps_per_epoch
     assert int(gan.d_optimizer.iterations.numpy()) == applied
     assert int(gan.g_optimizer.iterations.numpy()) == applied
+
+
+def _wait_for_a_checkpoint(checkpoints, chief):
+    deadline = time.monotonic() + TIMEOUT
+    while not (checkpoints.exists() and _steps(checkpoints)):
+        assert time.monotonic() < deadline and chief.poll() is None
+        time.sleep(0.2)
+
+
+def _steps(checkpoints):
+    return sorted(
+        int(n.split("-")[1]) for n in os.listdir(checkpoints) if n.startswith("step-")
+    )
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="one backend's cluster suffices")
+def test_sigterm_to_one_worker_checkpoints_every_worker_at_one_step(tmp_path):
+    epochs, steps_per_epoch = 12, 28
+    flags = ["--epochs", str(epochs), "--distribute", "multi-worker",
+             "--checkpoint-every", str(steps_per_epoch),
+             "--checkpoint-budget", "1"]  # fmt: skip
+    run = tmp_path / "run" / "runs" / "d"
+    with _Processes() as processes:
+        chief, other = (
+            processes.start(_train_command(tmp_path, "run", *flags, *extra), env)
+            for env, extra in _cluster()
+        )
+        _wait_for_a_checkpoint(run / "checkpoint", chief)
+        first = _steps(run / "checkpoint")[-1]
+        os.kill(other.pid, signal.SIGTERM)  # a preemption notice to one host
+        done = processes.results([chief, other], timeout=120)
+    # Both stop at the next agreement, after one checkpoint of that step.
+    for code, _, err in done:
+        assert code == 75, err[-2000:]
+        assert "Traceback" not in err
+    (chief_line,), (other_line,) = (_errors(err) for _, _, err in done)
+    assert "Stopped by a signal to another worker at step " in chief_line
+    assert "Stopped by SIGTERM at step " in other_line
+    step = int(chief_line.split(" at step ")[1].split()[0])
+    assert step == int(other_line.split(" at step ")[1].split()[0])
+    assert first < step < epochs * steps_per_epoch
+    assert _steps(run / "checkpoint")[-1] == step
+    with _Processes() as processes:
+        restarted = [
+            processes.start(
+                _train_command(tmp_path, "run", *flags, *extra, "--resume"), env
+            )
+            for env, extra in _cluster()
+        ]
+        done = processes.results(restarted)
+    for code, _, err in done:
+        assert code == 0, err[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["first_step"] == step
+    gan, _ = _weights(run / "gan.keras")
+    assert int(gan.d_optimizer.iterations.numpy()) == epochs * steps_per_epoch
 
 
 @pytest.mark.backends
