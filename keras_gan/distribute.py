@@ -302,10 +302,13 @@ class Distribution:
         try:
             yield
         except BaseException as error:
-            done.set()
             raise self._shared(error) from None
         finally:
             done.set()
+            # Not left inside a blocking read of the store when the process
+            # exits: the backend's shutdown would abort it ("terminate called
+            # after throwing an instance of ..."). A read lasts at most 1 s.
+            watcher.join(timeout=5)
 
     def _shared(self, error):
         from keras_gan import errors
@@ -468,7 +471,9 @@ def _exit(message, code):
 def _first_line(error) -> str:
     # TensorFlow's messages start with the op's name in braces.
     line = (str(error).strip().splitlines() or [""])[0]
-    return re.sub(r"\{\{[^}]*\}\}\s*", "", line)[:300]
+    line = re.sub(r"\{\{[^}]*\}\}\s*", "", line)
+    # JAX repeats its dispatch error once per level.
+    return re.sub(r"(.{8,}?: )\1+", r"\1", line)[:300]
 
 
 def _int_variable(name) -> int:

@@ -284,7 +284,7 @@ def test_cli_workers_train_the_one_device_run_and_only_the_chief_writes(tmp_path
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="one backend's cluster suffices")
+@pytest.mark.backends
 def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
     tmp_path,
 ):
@@ -304,8 +304,10 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
         ((code, _, err),) = processes.results([chief], timeout=120)
         stopped_after = time.monotonic() - killed
         other.wait()
-    # The survivor gives up on its own (TensorFlow's coordination service
-    # misses the dead worker's heartbeats for 10 s), in one line.
+    # The survivor gives up on its own, in one line: TensorFlow's
+    # coordination service misses the dead worker's heartbeats for 10 s;
+    # JAX's gloo collective fails on the closed connection (measured 12 s
+    # and 5 s).
     assert code != 0
     assert stopped_after < 90
     assert len(_errors(err)) == 1 and "lost contact" in _errors(err)[0], err[-2000:]
