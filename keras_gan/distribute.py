@@ -48,7 +48,8 @@ JOIN_SECONDS = 300
 
 # How long a JAX process may go silent before the others give it up (JAX's
 # default is 100 s; TensorFlow's coordination service gives up after 10 s).
-HEARTBEAT_SECONDS = 20
+# A killed process is noticed sooner, by the collective it leaves (~5 s).
+HEARTBEAT_SECONDS = 60
 
 # How long a worker that learns of another's failure lets its own main
 # thread end by itself before it exits with that failure's message.

@@ -118,6 +118,11 @@ class _Processes:
                 file.close()
 
 
+def _assert_all_succeeded(done):
+    failed = [f"exit {code}: {err[-2500:]}" for code, _, err in done if code != 0]
+    assert not failed, "\n\n".join(failed)
+
+
 def _errors(stderr):
     return [line for line in stderr.splitlines() if line.startswith("Error")]
 
@@ -147,15 +152,24 @@ _SCRIPT = textwrap.dedent(
             d_steps=2, augment="color,translation"), False),
         # Batch norm in G: the whole batch's statistics, across the workers.
         "conditional_dcgan_ema": (conditional_dcgan, {}, True),
+        # Loss scaling of both optimizers (SGD: see tests/test_distributed.py;
+        # made in the scope, as every variable of a distributed run).
+        "mlp_float16": (mlp, lambda: dict(
+            r1=1.0, d_optimizer=keras.optimizers.SGD(0.1),
+            g_optimizer=keras.optimizers.SGD(0.1)), False),
     }
+    chosen = sys.argv[2].split(",") if sys.argv[2:] else list(configurations)
     results = {}
-    for name, (build, options, labelled) in configurations.items():
+    for name in chosen:
+        build, options, labelled = configurations[name]
+        keras.config.set_dtype_policy("mixed_float16" if "16" in name else "float32")
         keras.utils.set_random_seed(0)
         with distribution.scope():
             gan = build()
             adam = dict(learning_rate=1e-2, beta_1=0.5)
-            gan.compile(d_optimizer=keras.optimizers.Adam(**adam),
-                        g_optimizer=keras.optimizers.Adam(**adam), **options)
+            gan.compile(**{"d_optimizer": keras.optimizers.Adam(**adam),
+                           "g_optimizer": keras.optimizers.Adam(**adam),
+                           **(options() if callable(options) else options)})
         initial = [w.ravel().tolist() for w in gan.get_weights()]
         rng = np.random.default_rng(0)
         images = rng.uniform(-1, 1, (16, 8, 8, 1)).astype("f4")
@@ -164,6 +178,7 @@ _SCRIPT = textwrap.dedent(
         dataset = tf.data.Dataset.from_tensor_slices(data).batch(8)
         with distribution.scope():
             history = gan.fit(distribution.shard(dataset), epochs=2, verbose=0)
+        keras.config.set_dtype_policy("float32")
         results[name] = {
             "initial": initial,
             "weights": [w.ravel().tolist() for w in gan.get_weights()],
@@ -179,7 +194,11 @@ _SCRIPT = textwrap.dedent(
 # (rtol, atol): float32 rounding of the all-reduce and of sums over 4 images
 # against 8, magnified by Adam's normalised first steps (as tests/
 # test_distributed.py, where measured 1.6e-4 on weights moving 4.4e-2).
-_TOLERANCE = (1e-3, 5e-4)
+_TOLERANCES = {
+    "mlp_penalties": (1e-3, 5e-4),
+    "conditional_dcgan_ema": (1e-3, 5e-4),
+    "mlp_float16": (1e-2, 1e-2),  # float16 rounding of images
+}
 
 
 @pytest.mark.backends
@@ -187,19 +206,39 @@ def test_two_workers_train_as_one_device_at_the_same_global_batch(tmp_path):
     script = tmp_path / "workers.py"
     script.write_text(_SCRIPT)
     with _Processes() as processes:
+        # One after the other: 3 processes on 2 cores starve each other.
         one = processes.start([sys.executable, str(script), ""], _base_env())
-        workers = [
-            processes.start([sys.executable, str(script), "multi-worker"], env)
-            for env, _ in _cluster()
-        ]
-        done = processes.results([one, *workers])
-    for code, _, err in done:
-        assert code == 0, err[-3000:]
-    one, *workers = (json.loads(out.strip().splitlines()[-1]) for _, out, _ in done)
+        done = processes.results([one])
+        # JAX: one GAN per pair of processes. A second and third GAN trained
+        # in the same JAX processes sometimes end in a gloo collective
+        # mismatch ("Received data size doesn't match expected size"; a
+        # device_put's cross-process check against another collective); the
+        # CLI trains one GAN per process.
+        groups = [",".join(_TOLERANCES)] if BACKEND == "tensorflow" else _TOLERANCES
+        parts = []
+        for group in groups:
+            workers = [
+                processes.start(
+                    [sys.executable, str(script), "multi-worker", group], env
+                )
+                for env, _ in _cluster()
+            ]
+            parts.append(processes.results(workers))
+    _assert_all_succeeded(done + [r for part in parts for r in part])
+    one = json.loads(done[0][1].strip().splitlines()[-1])
+    workers = []
+    for part in parts:
+        found = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in part]
+        if not workers:
+            workers = found
+        else:
+            for mine, theirs in zip(workers, found, strict=True):
+                mine["results"].update(theirs["results"])
     assert [(w["worker"], w["workers"]) for w in workers] == [(0, 2), (1, 2)]
     assert one["workers"] == 1
-    rtol, atol = _TOLERANCE
+    assert one["results"].keys() == _TOLERANCES.keys()
     for name, reference in one["results"].items():
+        rtol, atol = _TOLERANCES[name]
         chief, other = (w["results"][name] for w in workers)
         assert chief["weights"] == other["weights"]  # replicas in step
         assert chief["initial"] == reference["initial"]
@@ -261,8 +300,7 @@ def test_cli_workers_train_the_one_device_run_and_only_the_chief_writes(tmp_path
             )
             workers.append(processes.start(command, env))
         done = processes.results([one, *workers])
-    for code, _, err in done:
-        assert code == 0, err[-3000:]
+    _assert_all_succeeded(done)
     chief_out, other_out = done[1][1], done[2][1]
     assert "worker 0 of 2 (chief)" in chief_out
     assert "global batch 64 = 2 replicas x 32 per replica" in other_out
@@ -325,8 +363,7 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
             for env, extra in _cluster()
         ]
         done = processes.results(restarted)
-    for code, _, err in done:
-        assert code == 0, err[-3000:]
+    _assert_all_succeeded(done)
     run = tmp_path / "run" / "runs" / "d"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["first_step"] == cut and summary["steps"] == epochs * steps_per_epoch
@@ -384,8 +421,7 @@ def test_sigterm_to_one_worker_checkpoints_every_worker_at_one_step(tmp_path):
             for env, extra in _cluster()
         ]
         done = processes.results(restarted)
-    for code, _, err in done:
-        assert code == 0, err[-3000:]
+    _assert_all_succeeded(done)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["first_step"] == step
     gan, _ = _weights(run / "gan.keras")
