@@ -179,12 +179,26 @@ class TensorFlowGANTrainer:
 
         def replicated_step(data, schedule):
             object.__setattr__(self, "_replica_schedule", schedule)
+            structure = []  # the logs' structure, seen by the replicas' trace
+
+            def packed_step(data):
+                # The logs as one vector: one all-reduce instead of one per
+                # log (each a round trip between workers).
+                logs = self.train_step(data)
+                flat = keras.tree.flatten(logs)
+                structure[:] = [logs, [v.dtype for v in flat]]
+                return tf.stack([tf.cast(v, tf.float32) for v in flat])
+
             try:
                 with _synchronized_batch_norm(self.generator, self.discriminator):
-                    outputs = strategy.run(self.train_step, args=(data,))
+                    outputs = strategy.run(packed_step, args=(data,))
             finally:
                 object.__setattr__(self, "_replica_schedule", None)
-            return mean_over_replicas(outputs, strategy)
+            means = tf.unstack(mean_over_replicas(outputs, strategy))
+            logs, dtypes = structure
+            return keras.tree.pack_sequence_as(
+                logs, [tf.cast(m, d) for m, d in zip(means, dtypes, strict=True)]
+            )
 
         def one_step(data):
             count = self.d_optimizer.iterations.value
@@ -234,7 +248,7 @@ def distribute_strategy(model):
 
 
 def mean_over_replicas(values, strategy):
-    """The mean of each of the replicas' `values` (their logs): one value.
+    """The mean of each of the replicas' `values` (their packed logs).
 
     Keras's own reduction (`reduce_per_replica`) reduces a multi-worker
     strategy's values along axis 0, which scalar logs do not have: its `fit`
