@@ -105,9 +105,21 @@ class Distribution:
         0), `num_processes` and `process_id`, each defaulting to the
         `KERAS_DISTRIBUTION_*` variables of `keras.distribution.initialize`.
         """
+        backend = keras.config.backend()
+        cluster = {
+            "--coordinator": coordinator,
+            "--num-processes": num_processes,
+            "--process-id": process_id,
+        }
+        given = [flag for flag, value in cluster.items() if value is not None]
+        if given and (name != "multi-worker" or backend != "jax"):
+            raise InputError(
+                f"{', '.join(given)} describe a JAX multi-worker cluster; expected "
+                f"them with --distribute multi-worker on the jax backend (received "
+                f"--distribute {name} on {backend}; TensorFlow reads TF_CONFIG)."
+            )
         if name is None:
             return cls(None, None, 1)
-        backend = keras.config.backend()
         if name not in DISTRIBUTE:
             raise InputError(
                 f"Unknown distribution {name!r}; expected one of: "

@@ -456,3 +456,35 @@ def test_an_error_on_one_worker_stops_every_worker_with_its_message(tmp_path):
         n.startswith("step-")
         for n in os.listdir(tmp_path / "run" / "runs" / "d" / "checkpoint")
     )
+
+
+@pytest.mark.backends
+def test_a_missing_or_broken_cluster_description_is_one_line(monkeypatch):
+    from keras_gan.distribute import Distribution
+    from keras_gan.errors import InputError
+
+    with pytest.raises(InputError, match="--coordinator describe a JAX"):
+        Distribution.for_name(None, coordinator="127.0.0.1:1234")
+    if BACKEND == "tensorflow":
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+        with pytest.raises(InputError, match="TF_CONFIG, which is not set; expected"):
+            Distribution.for_name("multi-worker")
+        for broken, why in (
+            ("{not json", "Expecting property name"),
+            ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+             "task type 'ps'"),
+            ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+             "task worker 3 is not in the cluster"),
+        ):  # fmt: skip
+            monkeypatch.setenv("TF_CONFIG", broken)
+            with pytest.raises(InputError, match=f"TF_CONFIG does not describe.*{why}"):
+                Distribution.for_name("multi-worker")
+    else:
+        for name in ("JOB_ADDRESSES", "NUM_PROCESSES", "PROCESS_ID"):
+            monkeypatch.delenv(f"KERAS_DISTRIBUTION_{name}", raising=False)
+        with pytest.raises(InputError, match="needs --coordinator HOST:PORT"):
+            Distribution.for_name("multi-worker", num_processes=2)
+        with pytest.raises(InputError, match="--process-id 2 is not one of the 2"):
+            Distribution.for_name(
+                "multi-worker", coordinator="127.0.0.1:1", num_processes=2, process_id=2
+            )
