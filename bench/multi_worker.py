@@ -36,7 +36,6 @@ The 1-minute load average is printed before and after each row.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -97,16 +96,6 @@ def worker(args):
     )
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run(backend, args, batch_size, workers=1, plain=False):
     """The chief's result of one configuration, in fresh processes."""
     command = [
@@ -123,22 +112,12 @@ def _run(backend, args, batch_size, workers=1, plain=False):
     environments = [env]
     if workers > 1:
         command += ["--distribute", "multi-worker"]
-        ports = _free_ports(workers)
-        environments = []
-        for index in range(workers):
-            worker_env = dict(env)
-            if backend == "tensorflow":
-                worker_env["TF_CONFIG"] = json.dumps(
-                    {
-                        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                        "task": {"type": "worker", "index": index},
-                    }
-                )
-            else:
-                worker_env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = f"127.0.0.1:{ports[0]}"
-                worker_env["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(workers)
-                worker_env["KERAS_DISTRIBUTION_PROCESS_ID"] = str(index)
-            environments.append(worker_env)
+        sys.path.insert(0, ROOT)
+        from keras_gan.distribute import local_cluster
+
+        environments = [
+            {**env, **variables} for variables in local_cluster(workers, backend)
+        ]
     processes = [
         subprocess.Popen(
             command, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

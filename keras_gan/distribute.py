@@ -441,6 +441,42 @@ class Distribution:
         )
 
 
+def local_cluster(count: int, backend: str | None = None) -> list[dict]:
+    """The environment variables of each of `count` workers of a cluster on
+    this host (127.0.0.1, free ports), for `--distribute multi-worker` on
+    one machine (trying it, tests, benchmarks): `TF_CONFIG` on TensorFlow,
+    the `KERAS_DISTRIBUTION_*` variables on JAX."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    addresses = [f"127.0.0.1:{port}" for port in ports]
+    if (backend or keras.config.backend()) == "tensorflow":
+        return [
+            {
+                "TF_CONFIG": json.dumps(
+                    {
+                        "cluster": {"worker": addresses},
+                        "task": {"type": "worker", "index": index},
+                    }
+                )
+            }
+            for index in range(count)
+        ]
+    return [
+        {
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses[0],
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(count),
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+        }
+        for index in range(count)
+    ]
+
+
 class _Store:
     """The key-value store of the cluster's coordination service (hosted by
     the chief): `set(key, value)`, `get(key, seconds)` (raises when nothing

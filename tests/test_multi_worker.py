@@ -8,7 +8,6 @@ killed when its test ends."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 import keras_gan.models  # noqa: F401  (registers the GAN for loading)
+from keras_gan.distribute import local_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKEND = keras.config.backend()
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 # A worker that hangs fails its test instead of the suite.
 TIMEOUT = 240
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _base_env():
@@ -51,27 +41,18 @@ def _base_env():
 
 def _cluster(count=2):
     """Each worker's environment and extra CLI flags: a TF_CONFIG on
-    TensorFlow, the coordinator flags on JAX."""
-    ports = _free_ports(count)
+    TensorFlow; on JAX the `KERAS_DISTRIBUTION_*` variables and the same as
+    flags (which the CLI takes first)."""
     workers = []
-    for index in range(count):
-        env = _base_env()
+    for variables in local_cluster(count, BACKEND):
         flags = []
-        if BACKEND == "tensorflow":
-            env["TF_CONFIG"] = json.dumps(
-                {
-                    "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                    "task": {"type": "worker", "index": index},
-                }
-            )
-        else:
-            flags = ["--coordinator", f"127.0.0.1:{ports[0]}",
-                     "--num-processes", str(count),
-                     "--process-id", str(index)]  # fmt: skip
-            env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = f"127.0.0.1:{ports[0]}"
-            env["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(count)
-            env["KERAS_DISTRIBUTION_PROCESS_ID"] = str(index)
-        workers.append((env, flags))
+        if BACKEND == "jax":
+            flags = [
+                "--coordinator", variables["KERAS_DISTRIBUTION_JOB_ADDRESSES"],
+                "--num-processes", str(count),
+                "--process-id", variables["KERAS_DISTRIBUTION_PROCESS_ID"],
+            ]  # fmt: skip
+        workers.append(({**_base_env(), **variables}, flags))
     return workers
 
 
@@ -350,20 +331,10 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
     assert stopped_after < 90
     assert len(_errors(err)) == 1 and "lost contact" in _errors(err)[0], err[-2000:]
     assert "Traceback" not in err
-    cut = max(
-        int(n.split("-")[1]) for n in os.listdir(checkpoints) if n.startswith("step-")
-    )
+    cut = _steps(checkpoints)[-1]
     assert cut < epochs * steps_per_epoch
     # Restarted, every worker the same command with --resume.
-    with _Processes() as processes:
-        restarted = [
-            processes.start(
-                _train_command(tmp_path, "run", *flags, *extra, "--resume"), env
-            )
-            for env, extra in _cluster()
-        ]
-        done = processes.results(restarted)
-    _assert_all_succeeded(done)
+    _restart_all(tmp_path, flags)
     run = tmp_path / "run" / "runs" / "d"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["first_step"] == cut and summary["steps"] == epochs * steps_per_epoch
@@ -371,6 +342,18 @@ def test_a_killed_worker_stops_the_other_and_a_restart_finishes_the_exact_steps(
     applied = epochs * steps_per_epoch
     assert int(gan.d_optimizer.iterations.numpy()) == applied
     assert int(gan.g_optimizer.iterations.numpy()) == applied
+
+
+def _restart_all(tmp_path, flags):
+    """Every worker, the same command with --resume, to the end."""
+    with _Processes() as processes:
+        restarted = [
+            processes.start(
+                _train_command(tmp_path, "run", *flags, *extra, "--resume"), env
+            )
+            for env, extra in _cluster()
+        ]
+        _assert_all_succeeded(processes.results(restarted))
 
 
 def _wait_for_a_checkpoint(checkpoints, chief):
@@ -413,15 +396,7 @@ def test_sigterm_to_one_worker_checkpoints_every_worker_at_one_step(tmp_path):
     assert step == int(other_line.split(" at step ")[1].split()[0])
     assert first < step < epochs * steps_per_epoch
     assert _steps(run / "checkpoint")[-1] == step
-    with _Processes() as processes:
-        restarted = [
-            processes.start(
-                _train_command(tmp_path, "run", *flags, *extra, "--resume"), env
-            )
-            for env, extra in _cluster()
-        ]
-        done = processes.results(restarted)
-    _assert_all_succeeded(done)
+    _restart_all(tmp_path, flags)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["first_step"] == step
     gan, _ = _weights(run / "gan.keras")
