@@ -231,7 +231,7 @@ class CheckpointManager:
 
 
 # On several workers, the checkpoint decisions within an epoch are agreed
-# (an all-reduce: 2.6-3.8 ms between 2 CPU processes, bench/multi_worker.py)
+# (an all-reduce: 2.0-3.8 ms between 2 CPU processes, bench/multi_worker.py)
 # when a step-driven checkpoint is due and otherwise once every this many
 # steps: a signal or `every_seconds` takes effect within them.
 AGREE_EVERY_STEPS = 16

@@ -90,24 +90,8 @@ def _one_line_errors(command):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(error.exit_code)
-        except (
-            errors.InputError,
-            errors.TrainingDivergedError,
-            errors.RunLockedError,
-            errors.Preempted,
-        ) as error:
-            raise _Failure(str(error), error.exit_code) from None
-        except OSError as error:  # disk full, file too large, no permission
-            where = f" {error.filename}" if error.filename else ""
-            raise _Failure(
-                f"I/O error{where}: {error.strerror or error}; earlier checkpoints "
-                f"and exports are kept (free space, then --resume).",
-                errors.IO_ERROR_EXIT_CODE,
-            ) from None
-        except KeyboardInterrupt:
-            raise _Failure(
-                "Interrupted; the last checkpoint is kept for --resume.", 130
-            ) from None
+        except errors.ONE_LINE_ERRORS as error:
+            raise _Failure(*errors.one_line(error)) from None
 
     return wrapper
 

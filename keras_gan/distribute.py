@@ -326,16 +326,12 @@ class Distribution:
     def _shared(self, error):
         from keras_gan import errors
 
-        ours = (
-            errors.InputError,
-            errors.TrainingDivergedError,
-            errors.RunLockedError,
-            errors.Preempted,
-            WorkerFailed,
-            OSError,
-            KeyboardInterrupt,
-        )
-        if not isinstance(error, ours):
+        if isinstance(error, WorkerFailed):
+            message, code = str(error), error.exit_code
+        elif isinstance(error, errors.ONE_LINE_ERRORS):
+            # The line the command line prints for it, on every worker.
+            message, code = errors.one_line(error)
+        else:
             # A collective aborted: the backend noticed a worker gone. Its
             # message, if it posted one before going, names the cause.
             posted = self._posted(timeout=5.0)
@@ -347,15 +343,8 @@ class Distribution:
                 f"{self.workers} workers running: restart every worker with "
                 f"--resume to continue from the last checkpoint."
             )
-        code = 130 if isinstance(error, KeyboardInterrupt) else error_code(error)
-        text = (
-            str(error)
-            if not isinstance(error, KeyboardInterrupt)
-            else ("Interrupted; the last checkpoint is kept for --resume.")
-        )
-        if not text.startswith("worker "):
-            text = f"worker {self.worker}: {text}"
-        message = text
+        if not message.startswith("worker "):
+            message = f"worker {self.worker}: {message}"
         self._failed = True
         with contextlib.suppress(Exception):  # another worker posted first
             self._store.set(_FAILURE_KEY, f"{code}\n{message}")
@@ -373,11 +362,9 @@ class Distribution:
 
     def _posted(self, timeout):
         try:
-            value = self._store.get(_FAILURE_KEY, max(timeout, 0.001))
+            return _failure(self._store.get(_FAILURE_KEY, max(timeout, 0.001)))
         except Exception:
             return None
-        code, _, message = str(value).partition("\n")
-        return message, int(code)
 
     def _watch(self, done, on_failure):
         errors_in_a_row = 0
@@ -406,8 +393,7 @@ class Distribution:
             # that the failed worker will never join is left.
             if done.wait(FAILURE_GRACE_SECONDS):
                 return
-            code, _, message = str(value).partition("\n")
-            on_failure(message, int(code))
+            on_failure(*_failure(value))
             return
 
     def scope(self):
@@ -501,13 +487,10 @@ def _tensorflow_sum(strategy):
     return total
 
 
-def error_code(error) -> int:
-    """The exit code the command line gives `error`."""
-    from keras_gan import errors
-
-    if isinstance(error, OSError) and not hasattr(error, "exit_code"):
-        return errors.IO_ERROR_EXIT_CODE
-    return getattr(error, "exit_code", 1)
+def _failure(posted) -> tuple[str, int]:
+    """(message, exit code) of a failure posted as `"<code>\n<message>"`."""
+    code, _, message = str(posted).partition("\n")
+    return message, int(code)
 
 
 def _exit(message, code):

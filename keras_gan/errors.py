@@ -46,6 +46,32 @@ class Preempted(RuntimeError):
 # no permission): printed as one line naming the path.
 IO_ERROR_EXIT_CODE = 5
 
+# The failures the command line reports as one line (`one_line`).
+ONE_LINE_ERRORS = (
+    InputError,
+    TrainingDivergedError,
+    RunLockedError,
+    Preempted,
+    OSError,
+    KeyboardInterrupt,
+)
+
+
+def one_line(error) -> tuple[str, int]:
+    """The line (after `Error: `) and the exit code of one of
+    `ONE_LINE_ERRORS`, as the command line prints them (see README,
+    Reliability)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted; the last checkpoint is kept for --resume.", 130
+    if isinstance(error, OSError):  # disk full, file too large, no permission
+        where = f" {error.filename}" if error.filename else ""
+        return (
+            f"I/O error{where}: {error.strerror or error}; earlier checkpoints "
+            f"and exports are kept (free space, then --resume).",
+            IO_ERROR_EXIT_CODE,
+        )
+    return str(error), error.exit_code
+
 
 class WorkerFailed(RuntimeError):
     """Another worker of a multi-worker run failed (its message, its exit

@@ -248,7 +248,7 @@ def distribute_strategy(model):
 
 
 def mean_over_replicas(values, strategy):
-    """The mean of each of the replicas' `values` (their packed logs).
+    """The mean of the replicas' `values` (their logs, packed in one vector).
 
     Keras's own reduction (`reduce_per_replica`) reduces a multi-worker
     strategy's values along axis 0, which scalar logs do not have: its `fit`
@@ -258,11 +258,7 @@ def mean_over_replicas(values, strategy):
     the replicas alone (`axis=None`) is the same mean on one worker and an
     all-reduce across workers on several (tests/test_multi_worker.py).
     """
-
-    def mean(value):
-        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-
-    return keras.tree.map_structure(mean, values)
+    return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
 
 
 def _on_cpus(strategy):
